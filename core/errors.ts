@@ -34,6 +34,8 @@ export const ErrorCodes = {
   STORE_UNAVAILABLE: 'MESHFED_ERR_STORE_UNAVAILABLE',
   /** The store's on-disk data is damaged beyond the torn tail it repairs itself. */
   STORE_CORRUPT: 'MESHFED_ERR_STORE_CORRUPT',
+  /** A remote meshfed service (an API server, a control plane) cannot be reached. */
+  UNAVAILABLE: 'MESHFED_ERR_UNAVAILABLE',
   /** The object was closed and cannot serve this call. */
   CLOSED: 'MESHFED_ERR_CLOSED',
   /** A certificate, key or CSR could not be parsed or does not match. */
@@ -65,6 +67,7 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   MESHFED_ERR_TOKEN_INVALID: 401,
   MESHFED_ERR_STORE_UNAVAILABLE: 503,
   MESHFED_ERR_STORE_CORRUPT: 500,
+  MESHFED_ERR_UNAVAILABLE: 503,
   MESHFED_ERR_CLOSED: 503,
   MESHFED_ERR_PKI: 400,
   MESHFED_ERR_CONFIG: 400,

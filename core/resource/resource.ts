@@ -27,7 +27,12 @@ export interface Resource<Spec = Record<string, unknown>> {
 
 /** A resource as it comes out of a store: metadata is filled in. */
 export interface StoredResource<Spec = Record<string, unknown>> extends Resource<Spec> {
-  metadata: ObjectMeta & { resourceVersion: string; generation: number; uid: string; creationTimestamp: string };
+  metadata: ObjectMeta & {
+    resourceVersion: string;
+    generation: number;
+    uid: string;
+    creationTimestamp: string;
+  };
 }
 
 /**

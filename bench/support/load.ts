@@ -1,0 +1,98 @@
+/**
+ * Load-generation helpers for the benchmarks: keep-alive HTTP requests at a
+ * fixed concurrency, percentiles, process RSS. No timed assertions: the
+ * benches print figures, the reader judges them.
+ */
+
+import { Agent, request } from 'node:http';
+import { readFileSync } from 'node:fs';
+
+export interface HttpTarget {
+  host: string;
+  port: number;
+  agent: Agent;
+}
+
+export function target(url: string, maxSockets: number): HttpTarget {
+  const parsed = new URL(url);
+  return {
+    host: parsed.hostname,
+    port: Number(parsed.port),
+    agent: new Agent({ keepAlive: true, maxSockets }),
+  };
+}
+
+/** One request; resolves with the status once the body is read. */
+export function send(
+  t: HttpTarget,
+  method: string,
+  path: string,
+  headers: Record<string, string>,
+  body?: string,
+): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: t.host, port: t.port, method, path, headers, agent: t.agent }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }),
+      );
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/**
+ * Runs `total` operations with `concurrency` in flight and returns the
+ * achieved rate. An operation that fails (throws) is counted, not retried.
+ */
+export async function runClosedLoop(
+  total: number,
+  concurrency: number,
+  op: (i: number) => Promise<boolean>,
+): Promise<{ perSecond: number; failures: number; seconds: number }> {
+  let next = 0;
+  let failures = 0;
+  const started = process.hrtime.bigint();
+  const worker = async (): Promise<void> => {
+    while (next < total) {
+      const i = next++;
+      const ok = await op(i).catch(() => false);
+      if (!ok) failures++;
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { perSecond: total / seconds, failures, seconds };
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? NaN;
+}
+
+export function median(values: number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    50,
+  );
+}
+
+/** Resident set size of a process in MiB, from /proc (Linux). */
+export function rssMiB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    return Math.round((kb / 1024) * 10) / 10;
+  } catch {
+    return NaN;
+  }
+}
+
+export function round(value: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}

@@ -1,0 +1,160 @@
+/**
+ * Create-or-update of validated documents, with kubectl's outcome words.
+ * Shared by every API that accepts policy (global CP, a standalone zone CP).
+ */
+
+import { isDeepStrictEqual } from 'node:util';
+import { ErrorCodes, MeshError, isMeshError } from '../errors.js';
+import type { Resource, StoredResource } from '../resource/resource.js';
+import { keyOf } from '../resource/resource.js';
+import { validateResource } from '../resource/validate.js';
+import type { KindInfo } from '../resource/kind.js';
+import type { Store } from '../store/store.js';
+
+export type ApplyAction = 'created' | 'configured' | 'unchanged';
+
+export interface ApplyResult {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  action: ApplyAction;
+  /** Empty on a dry run. */
+  resourceVersion: string;
+  warnings: string[];
+}
+
+export interface ValidatedDocument {
+  resource: Resource;
+  kind: KindInfo;
+  warnings: string[];
+}
+
+/** How often apply re-reads and retries when another writer raced it. */
+const MAX_APPLY_ATTEMPTS = 5;
+
+/**
+ * Validates every document before anything is written, so one bad document
+ * refuses the whole request and nothing is half-applied. The error carries the
+ * document index.
+ */
+export function validateDocuments(
+  documents: unknown[],
+  options: { defaultNamespace?: string; allowInternal?: boolean } = {},
+): ValidatedDocument[] {
+  const validated: ValidatedDocument[] = [];
+  const seen = new Set<string>();
+  documents.forEach((doc, index) => {
+    let result: ValidatedDocument;
+    try {
+      result = validateResource(doc, { defaultNamespace: options.defaultNamespace });
+    } catch (err) {
+      throw withDocumentIndex(err, index, documents.length);
+    }
+    if (!result.kind.userWritable && !options.allowInternal) {
+      throw withDocumentIndex(
+        new MeshError(
+          ErrorCodes.FORBIDDEN,
+          `${result.kind.kind} is written by meshfed itself, not through apply`,
+        ),
+        index,
+        documents.length,
+      );
+    }
+    const key = keyOf(result.resource);
+    const id = `${key.kind}/${key.namespace}/${key.name}`;
+    if (seen.has(id)) {
+      throw withDocumentIndex(
+        new MeshError(ErrorCodes.INVALID_ARGUMENT, `${id} appears twice in one apply`),
+        index,
+        documents.length,
+      );
+    }
+    seen.add(id);
+    validated.push(result);
+  });
+  return validated;
+}
+
+function withDocumentIndex(err: unknown, index: number, total: number): MeshError {
+  if (!isMeshError(err)) throw err;
+  const prefix = total > 1 ? `document ${index}: ` : '';
+  return new MeshError(err.code, `${prefix}${err.message}`, {
+    field: err.field,
+    details: { ...err.details, document: index },
+    cause: err,
+  });
+}
+
+/** Applies already-validated documents in order. */
+export async function applyDocuments(
+  store: Store,
+  documents: ValidatedDocument[],
+  options: { dryRun?: boolean } = {},
+): Promise<ApplyResult[]> {
+  const results: ApplyResult[] = [];
+  for (const doc of documents) {
+    results.push(await applyOne(store, doc, options.dryRun === true));
+  }
+  return results;
+}
+
+async function applyOne(store: Store, doc: ValidatedDocument, dryRun: boolean): Promise<ApplyResult> {
+  const { resource } = doc;
+  const key = keyOf(resource);
+  // A resourceVersion in the document is the user asking for compare-and-set:
+  // honour it once and report a conflict instead of retrying over it.
+  const pinnedVersion = resource.metadata.resourceVersion;
+  for (let attempt = 1; ; attempt++) {
+    const existing = await store.get(key);
+    try {
+      if (existing === undefined) {
+        if (pinnedVersion !== undefined) {
+          throw new MeshError(
+            ErrorCodes.NOT_FOUND,
+            `${key.kind} ${key.namespace}/${key.name} does not exist, but the document names resourceVersion ${pinnedVersion}`,
+          );
+        }
+        const stored = dryRun ? undefined : await store.create(resource);
+        return resultOf(doc, 'created', stored);
+      }
+      if (sameContent(existing, resource)) {
+        return resultOf(doc, 'unchanged', existing);
+      }
+      const stored = dryRun
+        ? undefined
+        : await store.update(resource, {
+            expectedResourceVersion: pinnedVersion ?? existing.metadata.resourceVersion,
+          });
+      return resultOf(doc, 'configured', stored);
+    } catch (err) {
+      const raced = isMeshError(err, ErrorCodes.CONFLICT) || isMeshError(err, ErrorCodes.ALREADY_EXISTS);
+      if (!raced || pinnedVersion !== undefined || attempt >= MAX_APPLY_ATTEMPTS) throw err;
+    }
+  }
+}
+
+function sameContent(existing: StoredResource, next: Resource): boolean {
+  return (
+    existing.apiVersion === next.apiVersion &&
+    isDeepStrictEqual(existing.spec, next.spec) &&
+    isDeepStrictEqual(existing.metadata.labels ?? {}, next.metadata.labels ?? {}) &&
+    isDeepStrictEqual(existing.metadata.annotations ?? {}, next.metadata.annotations ?? {})
+  );
+}
+
+function resultOf(
+  doc: ValidatedDocument,
+  action: ApplyAction,
+  stored: StoredResource | undefined,
+): ApplyResult {
+  return {
+    apiVersion: doc.resource.apiVersion,
+    kind: doc.resource.kind,
+    namespace: doc.resource.metadata.namespace ?? '',
+    name: doc.resource.metadata.name,
+    action,
+    resourceVersion: stored?.metadata.resourceVersion ?? '',
+    warnings: doc.warnings,
+  };
+}

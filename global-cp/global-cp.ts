@@ -1,0 +1,193 @@
+/**
+ * The global control plane process: store, trust root, tokens and the
+ * policy REST API. Later issues add the KDS server and the dashboard here.
+ */
+
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { readFile } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { AddressInfo } from 'node:net';
+import { ErrorCodes, MeshError } from '../core/errors.js';
+import { createLogger } from '../core/log.js';
+import { Router } from '../core/http/router.js';
+import { sendJson } from '../core/http/respond.js';
+import { createApiHandler } from '../core/api/api-server.js';
+import { registerResourceRoutes } from '../core/api/resource-routes.js';
+import { createApiMetrics, createRegistry, Counter, Gauge } from '../core/metrics.js';
+import { createStore } from '../core/store/store-registry.js';
+import type { GlobalCpHandle, GlobalCpOptions } from './options.js';
+import { ensureTrustRoot } from './trust-root.js';
+import { TokenService } from './token-service.js';
+import { registerTokenRoutes } from './api-tokens.js';
+
+export const DEFAULT_GLOBAL_PORT = 5681;
+export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpHandle> {
+  const logger = createLogger('global-cp');
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? DEFAULT_GLOBAL_PORT;
+  const dataDir = resolve(options.dataDir);
+  const tls = await loadTls(options);
+  if (tls === undefined && !isLoopback(host)) {
+    throw new MeshError(
+      ErrorCodes.CONFIG,
+      `refusing to serve plain HTTP on ${host}: give --tls-cert and --tls-key, or bind a loopback address`,
+    );
+  }
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new MeshError(ErrorCodes.CONFIG, `port must be an integer 0-65535, got ${port}`);
+  }
+  const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const adminTokenFile = resolve(options.adminTokenFile ?? join(dataDir, 'admin-token'));
+
+  const store = await createStore(options.storeUrl ?? `file://${join(dataDir, 'store')}`);
+  let tokens: TokenService | undefined;
+  try {
+    const trustRoot = await ensureTrustRoot(
+      store,
+      {
+        trustDomain: options.trustDomain ?? 'cluster.local',
+        caCertFile: options.caCertFile,
+        caKeyFile: options.caKeyFile,
+      },
+      logger,
+    );
+    tokens = await TokenService.open(store, logger);
+    await tokens.ensureAdminTokenFile(adminTokenFile);
+
+    const registry = createRegistry('global-cp');
+    const applies = new Counter({
+      name: 'meshfed_global_applies_total',
+      help: 'Resources written through the policy API, by kind and outcome.',
+      labelNames: ['kind', 'action'],
+      registers: [registry],
+    });
+    const watchers = new Gauge({
+      name: 'meshfed_global_watchers',
+      help: 'Open watch streams on the policy API.',
+      registers: [registry],
+    });
+    new Gauge({
+      name: 'meshfed_global_store_revision',
+      help: 'Latest revision of the policy store.',
+      registers: [registry],
+      async collect() {
+        this.set(await store.currentRevision());
+      },
+    });
+
+    const router = new Router();
+    router
+      .add('GET', '/healthz', 'public', (ctx) => sendJson(ctx.res, 200, { status: 'ok' }))
+      .add('GET', '/readyz', 'public', (ctx) =>
+        sendJson(ctx.res, 200, { status: 'ready', store: store.backend }),
+      )
+      .add('GET', '/metrics', 'public', async (ctx) => {
+        const text = await registry.metrics();
+        ctx.res.writeHead(200, { 'content-type': registry.contentType });
+        ctx.res.end(text);
+      })
+      .add('GET', '/', 'public', (ctx) =>
+        sendJson(ctx.res, 200, { name: 'meshfed global control plane', api: '/apis', docs: 'docs/api.md' }),
+      )
+      .add('GET', '/api/v1/trust-bundle', 'read', (ctx) =>
+        sendJson(ctx.res, 200, { trustDomain: trustRoot.trustDomain, roots: [trustRoot.certPem] }),
+      );
+    const resourceRoutes = registerResourceRoutes(router, {
+      store,
+      maxBodyBytes,
+      onApplied: (result) => applies.inc({ kind: result.kind, action: result.action }),
+      onWatchers: (delta) => watchers.inc(delta),
+    });
+    registerTokenRoutes(router, tokens);
+
+    const handler = createApiHandler({
+      router,
+      authenticator: tokens,
+      logger,
+      observer: createApiMetrics(registry, 'meshfed_global'),
+    });
+    const server: Server = tls === undefined ? createHttpServer(handler) : createHttpsServer(tls, handler);
+    // Bounded header and request times: a slowloris client cannot hold the API.
+    server.headersTimeout = 10_000;
+    server.requestTimeout = 60_000;
+    await listen(server, port, host);
+    const actualPort = (server.address() as AddressInfo).port;
+    const url = `${tls === undefined ? 'http' : 'https'}://${formatHost(host)}:${actualPort}`;
+    logger.info('global control plane serving', { url, store: store.backend, adminTokenFile });
+
+    let closing: Promise<void> | undefined;
+    const openTokens = tokens;
+    return {
+      url,
+      port: actualPort,
+      adminTokenFile,
+      close() {
+        closing ??= (async () => {
+          await new Promise<void>((done) => {
+            server.close(() => done());
+            // Watches are long-lived by design: end them so close() does not wait on them.
+            resourceRoutes.closeWatches();
+            server.closeIdleConnections();
+            // In-flight requests get a grace period, then the sockets go.
+            setTimeout(() => server.closeAllConnections(), 5000).unref();
+          });
+          openTokens.close();
+          await store.close();
+          logger.info('global control plane stopped');
+        })();
+        return closing;
+      },
+    };
+  } catch (err) {
+    tokens?.close();
+    await store.close();
+    throw err;
+  }
+}
+
+async function loadTls(options: GlobalCpOptions): Promise<{ cert: string; key: string } | undefined> {
+  if (options.tlsCertFile === undefined && options.tlsKeyFile === undefined) return undefined;
+  if (options.tlsCertFile === undefined || options.tlsKeyFile === undefined) {
+    throw new MeshError(ErrorCodes.CONFIG, 'give both --tls-cert and --tls-key, or neither');
+  }
+  const read = (path: string, flag: string) =>
+    readFile(path, 'utf8').catch((err: Error) => {
+      throw new MeshError(ErrorCodes.CONFIG, `cannot read ${flag} file ${path}: ${err.message}`);
+    });
+  return {
+    cert: await read(options.tlsCertFile, '--tls-cert'),
+    key: await read(options.tlsKeyFile, '--tls-key'),
+  };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function formatHost(host: string): string {
+  return isIP(host) === 6 ? `[${host}]` : host;
+}
+
+function listen(server: Server, port: number, host: string): Promise<void> {
+  return new Promise((resolveListen, reject) => {
+    const onError = (err: NodeJS.ErrnoException): void => {
+      reject(
+        new MeshError(
+          ErrorCodes.CONFIG,
+          err.code === 'EADDRINUSE'
+            ? `port ${port} on ${host} is already in use`
+            : `cannot listen on ${host}:${port}: ${err.message}`,
+        ),
+      );
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolveListen();
+    });
+  });
+}
