@@ -5,6 +5,7 @@
  */
 
 import { InvalidArgumentError } from 'commander';
+import { supportedStoreSchemes } from '../core/store/store-registry.js';
 
 /** A TCP port, 0 (pick a free one) to 65535. */
 export function parsePort(value: string): number {
@@ -45,19 +46,21 @@ export function parseByteSize(value: string): number {
   return bytes;
 }
 
-const storeSchemes = ['memory:', 'file:', 'redis:', 'rediss:'];
-
 /** A store URL: memory://, file:///abs/dir, redis://host:port/db. */
 export function parseStoreUrl(value: string): string {
   let url: URL;
   try {
     url = new URL(value);
   } catch {
-    throw new InvalidArgumentError('expected a URL: memory://, file:///abs/dir or redis://host:port/db.');
-  }
-  if (!storeSchemes.includes(url.protocol)) {
     throw new InvalidArgumentError(
-      `unsupported store scheme "${url.protocol}"; use memory://, file:// or redis://.`,
+      'expected a URL: memory://, file:///abs/dir, redis://host:port/db or kubernetes://.',
+    );
+  }
+  // The store registry is the one list of backends; the flag only checks the scheme early.
+  const schemes = supportedStoreSchemes();
+  if (!schemes.includes(url.protocol.replace(/:$/, ''))) {
+    throw new InvalidArgumentError(
+      `unsupported store scheme "${url.protocol}"; use ${schemes.map((s) => `${s}://`).join(', ')}.`,
     );
   }
   return value;

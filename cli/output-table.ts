@@ -14,7 +14,8 @@ export interface ApiObject {
 
 interface Column {
   header: string;
-  value(obj: ApiObject): string;
+  /** `now` is the table's reference time, for age-like cells. */
+  value(obj: ApiObject, now: number): string;
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {
@@ -76,6 +77,24 @@ const kindColumns: Record<string, Column[]> = {
         return enabled === false ? 'false' : 'true';
       },
     },
+    // Written by global's KDS server (docs/kds.md): the zone's stream and sync progress.
+    {
+      header: 'CONNECTED',
+      value: (obj) => {
+        const connected = valueAt(obj, 'status.connected');
+        return typeof connected === 'boolean' ? String(connected) : '<unknown>';
+      },
+    },
+    {
+      header: 'LAST-SYNC',
+      value: (obj, now) => {
+        const at = Date.parse(text(valueAt(obj, 'status.lastSync'), ''));
+        return Number.isNaN(at) ? '<never>' : `${formatAge(now - at)} ago`;
+      },
+    },
+    field('REVISION', 'status.appliedRevision'),
+    field('PROXIES', 'status.proxies'),
+    field('VERSION', 'status.version'),
   ],
 };
 
@@ -136,7 +155,7 @@ export function tableRows(
     return [
       ...(options.withNamespace ? [text(valueAt(obj, 'metadata.namespace'), '')] : []),
       text(valueAt(obj, 'metadata.name'), ''),
-      ...extra.map((c) => c.value(obj)),
+      ...extra.map((c) => c.value(obj, now)),
       Number.isNaN(created) ? '<unknown>' : formatAge(now - created),
     ];
   });

@@ -9,13 +9,19 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Command } from 'commander';
 import { registerApplyCommand } from './commands/apply.js';
+import { registerCaptureCommand } from './commands/capture.js';
 import { registerCompletionCommand } from './commands/completion.js';
 import { registerConfigCommands } from './commands/config.js';
 import { registerDeleteCommand } from './commands/delete.js';
 import { registerDemoCommand } from './commands/demo.js';
+import { registerGatewayCommand } from './commands/gateway.js';
 import { registerGetCommand } from './commands/get.js';
 import { registerGlobalCpCommand } from './commands/global-cp.js';
+import { registerInspectCommands } from './commands/inspect.js';
+import { registerProxyCommand } from './commands/proxy.js';
 import { registerTokenCommands } from './commands/token.js';
+import { registerVmAgentCommand } from './commands/vm-agent.js';
+import { registerZoneCpCommand } from './commands/zone-cp.js';
 
 /** The package version, from the nearest package.json named meshfed above this file. */
 export function packageVersion(): string {
@@ -55,11 +61,17 @@ export function buildProgram(): Command {
     .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError(true);
   registerGlobalCpCommand(program);
+  registerZoneCpCommand(program);
   registerDemoCommand(program);
+  registerGatewayCommand(program);
+  registerProxyCommand(program);
+  registerCaptureCommand(program);
   registerApplyCommand(program);
   registerGetCommand(program);
   registerDeleteCommand(program);
+  registerInspectCommands(program);
   registerTokenCommands(program);
+  registerVmAgentCommand(program);
   registerConfigCommands(program);
   registerCompletionCommand(program);
   return program;

@@ -46,6 +46,10 @@ export const ErrorCodes = {
   METHOD_NOT_ALLOWED: 'MESHFED_ERR_METHOD_NOT_ALLOWED',
   /** An unexpected failure inside meshfed: a bug. */
   INTERNAL: 'MESHFED_ERR_INTERNAL',
+  /** Two meshfed components share no protocol version (e.g. a zone CP and global over KDS). */
+  UNSUPPORTED_VERSION: 'MESHFED_ERR_UNSUPPORTED_VERSION',
+  /** A peer exceeded a rate or queue limit (message flood, a stream it does not read). */
+  RESOURCE_EXHAUSTED: 'MESHFED_ERR_RESOURCE_EXHAUSTED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
@@ -73,6 +77,8 @@ const httpStatusByCode: Record<ErrorCode, number> = {
   MESHFED_ERR_CONFIG: 400,
   MESHFED_ERR_METHOD_NOT_ALLOWED: 405,
   MESHFED_ERR_INTERNAL: 500,
+  MESHFED_ERR_UNSUPPORTED_VERSION: 400,
+  MESHFED_ERR_RESOURCE_EXHAUSTED: 429,
 };
 
 export interface MeshErrorOptions {

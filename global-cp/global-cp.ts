@@ -1,6 +1,7 @@
 /**
- * The global control plane process: store, trust root, tokens and the
- * policy REST API. Later issues add the KDS server and the dashboard here.
+ * The global control plane process: store, trust root, tokens, the policy
+ * REST API and the KDS server zones sync from. Later issues add the
+ * dashboard here.
  */
 
 import { createServer as createHttpServer, type Server } from 'node:http';
@@ -19,8 +20,12 @@ import { createApiMetrics, createRegistry, Counter, Gauge } from '../core/metric
 import { createStore } from '../core/store/store-registry.js';
 import type { GlobalCpHandle, GlobalCpOptions } from './options.js';
 import { ensureTrustRoot } from './trust-root.js';
-import { TokenService } from './token-service.js';
-import { registerTokenRoutes } from './api-tokens.js';
+import { TokenService } from '../core/auth/token-service.js';
+import { registerTokenRoutes } from '../core/api/token-routes.js';
+import { isDns1123Label } from '../core/resource/dns-name.js';
+import { DEFAULT_KDS_PORT } from '../core/kds/kds-protocol.js';
+import { meshfedVersion } from '../core/kds/kds-version.js';
+import { startKdsServer, type KdsServer } from './kds/kds-server.js';
 
 export const DEFAULT_GLOBAL_PORT = 5681;
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -43,8 +48,15 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
   const maxBodyBytes = options.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const adminTokenFile = resolve(options.adminTokenFile ?? join(dataDir, 'admin-token'));
 
+  // API port 0 is "pick free ports" (tests, several CPs on one host): KDS then picks one too.
+  const kdsPort = options.kdsPort ?? (port === 0 ? 0 : DEFAULT_KDS_PORT);
+  if (!Number.isInteger(kdsPort) || kdsPort < 0 || kdsPort > 65535) {
+    throw new MeshError(ErrorCodes.CONFIG, `KDS port must be an integer 0-65535, got ${kdsPort}`);
+  }
+
   const store = await createStore(options.storeUrl ?? `file://${join(dataDir, 'store')}`);
   let tokens: TokenService | undefined;
+  let kds: KdsServer | undefined;
   try {
     const trustRoot = await ensureTrustRoot(
       store,
@@ -102,7 +114,41 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
       onApplied: (result) => applies.inc({ kind: result.kind, action: result.action }),
       onWatchers: (delta) => watchers.inc(delta),
     });
-    registerTokenRoutes(router, tokens);
+    registerTokenRoutes(router, tokens, [
+      { kind: 'admin' },
+      { kind: 'readonly' },
+      { kind: 'zone', fields: ['zone'], claims: (fields) => ({ zone: zoneClaim(fields.zone) }) },
+    ]);
+    const kdsServer = await startKdsServer({
+      store,
+      tokens,
+      trustRoot,
+      host: options.kdsHost ?? host,
+      port: kdsPort,
+      metricsRegistry: registry,
+      logger: logger.child('kds'),
+      softwareVersion: meshfedVersion(),
+      settings: {
+        ...options.kds,
+        ...(options.zoneGracePeriodMs === undefined ? {} : { gracePeriodMs: options.zoneGracePeriodMs }),
+      },
+      dnsNames: options.kdsDnsNames,
+    });
+    kds = kdsServer;
+    router.add('GET', '/api/v1/kds', 'read', (ctx) =>
+      sendJson(ctx.res, 200, {
+        address: kdsServer.address,
+        replica: kdsServer.replicaId,
+        storeId: kdsServer.storeId,
+        connectedZones: kdsServer.connectedZones(),
+        gracePeriodMs: kdsServer.settings.gracePeriodMs,
+      }),
+    );
+    router.add('GET', '/api/v1/kds/catalog', 'read', async (ctx) => {
+      const json = await kdsServer.catalogJson();
+      ctx.res.writeHead(200, { 'content-type': 'application/json' });
+      ctx.res.end(json);
+    });
 
     const handler = createApiHandler({
       router,
@@ -117,7 +163,12 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
     await listen(server, port, host);
     const actualPort = (server.address() as AddressInfo).port;
     const url = `${tls === undefined ? 'http' : 'https'}://${formatHost(host)}:${actualPort}`;
-    logger.info('global control plane serving', { url, store: store.backend, adminTokenFile });
+    logger.info('global control plane serving', {
+      url,
+      kds: kdsServer.address,
+      store: store.backend,
+      adminTokenFile,
+    });
 
     let closing: Promise<void> | undefined;
     const openTokens = tokens;
@@ -125,8 +176,13 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
       url,
       port: actualPort,
       adminTokenFile,
+      kdsAddress: kdsServer.address,
+      kdsPort: kdsServer.port,
+      caCertPem: trustRoot.certPem,
       close() {
         closing ??= (async () => {
+          // Zones first: their streams end with a status that sends them to another replica.
+          await kdsServer.close();
           await new Promise<void>((done) => {
             server.close(() => done());
             // Watches are long-lived by design: end them so close() does not wait on them.
@@ -143,10 +199,23 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
       },
     };
   } catch (err) {
+    await kds?.close();
     tokens?.close();
     await store.close();
     throw err;
   }
+}
+
+/** The zone claim of a zone token: a zone name as Zone objects spell it. */
+function zoneClaim(value: unknown): string {
+  if (typeof value !== 'string' || !isDns1123Label(value)) {
+    throw new MeshError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `zone must be a zone name (a DNS-1123 label such as "zone-a"), got ${JSON.stringify(value) ?? 'nothing'}`,
+      { field: 'zone' },
+    );
+  }
+  return value;
 }
 
 async function loadTls(options: GlobalCpOptions): Promise<{ cert: string; key: string } | undefined> {

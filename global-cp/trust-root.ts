@@ -9,7 +9,7 @@ import { ErrorCodes, MeshError, isMeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import { createRootCa, loadCa, type CertificateAuthority } from '../core/pki/ca.js';
 import type { Store } from '../core/store/store.js';
-import { INTERNAL_API_VERSION, ROOT_CA_SECRET, SECRET_KIND } from './internal-kinds.js';
+import { ROOT_CA_SECRET, SECRET_KIND, secretResource } from '../core/auth/internal-kinds.js';
 
 export interface TrustRootOptions {
   trustDomain: string;
@@ -86,8 +86,4 @@ async function putSecret(
       expectedResourceVersion: existing.metadata.resourceVersion,
     });
   }
-}
-
-export function secretResource(name: string, spec: Record<string, unknown>) {
-  return { apiVersion: INTERNAL_API_VERSION, kind: SECRET_KIND, metadata: { name }, spec };
 }

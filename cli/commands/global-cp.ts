@@ -1,11 +1,21 @@
 /** `meshfed global-cp`: run the global control plane (flags, each with an environment variable). */
 
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import type { GlobalCpOptions } from '../../global-cp/options.js';
 import { parseByteSize, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
+import { parseDuration } from '../../core/resource/duration.js';
+
+/** A duration flag (`60s`, `5m`) in milliseconds. */
+function parseDurationMs(value: string): number {
+  try {
+    return parseDuration(value.trim());
+  } catch {
+    throw new InvalidArgumentError('a duration such as 30s, 5m or 1h.');
+  }
+}
 
 interface GlobalCpFlags {
   host?: string;
@@ -19,6 +29,10 @@ interface GlobalCpFlags {
   tlsCert?: string;
   tlsKey?: string;
   maxBodyBytes?: number;
+  kdsHost?: string;
+  kdsPort?: number;
+  zoneGracePeriod?: number;
+  kdsDnsNames?: string[];
 }
 
 /** Map parsed flags to GlobalCpOptions, leaving unset ones to the server's defaults. */
@@ -46,6 +60,11 @@ export function globalCpOptionsFrom(flags: GlobalCpFlags): GlobalCpOptions {
   if (flags.tlsCert !== undefined) options.tlsCertFile = flags.tlsCert;
   if (flags.tlsKey !== undefined) options.tlsKeyFile = flags.tlsKey;
   if (flags.maxBodyBytes !== undefined) options.maxBodyBytes = flags.maxBodyBytes;
+  if (flags.kdsHost !== undefined) options.kdsHost = flags.kdsHost;
+  if (flags.kdsPort !== undefined) options.kdsPort = flags.kdsPort;
+  if (flags.zoneGracePeriod !== undefined) options.zoneGracePeriodMs = flags.zoneGracePeriod;
+  if (flags.kdsDnsNames !== undefined && flags.kdsDnsNames.length > 0)
+    options.kdsDnsNames = flags.kdsDnsNames;
   return options;
 }
 
@@ -53,7 +72,7 @@ export function globalCpOptionsFrom(flags: GlobalCpFlags): GlobalCpOptions {
 export function registerGlobalCpCommand(program: Command): void {
   program
     .command('global-cp')
-    .description('run the global control plane (policy API, trust root, dashboard)')
+    .description('run the global control plane (policy API, trust root, KDS zone sync, dashboard)')
     .addOption(
       new Option('--host <addr>', 'address the API binds to (default 127.0.0.1)')
         .env('MESHFED_GLOBAL_HOST')
@@ -105,6 +124,37 @@ export function registerGlobalCpCommand(program: Command): void {
         .env('MESHFED_MAX_BODY_BYTES')
         .argParser(parseByteSize),
     )
+    .addOption(
+      new Option(
+        '--kds-host <addr>',
+        'address the KDS server (zone sync, always TLS) binds to (default: --host)',
+      )
+        .env('MESHFED_KDS_HOST')
+        .argParser(parseHost),
+    )
+    .addOption(
+      new Option('--kds-port <port>', 'KDS port; 0 picks a free one (default 5685, or free when --port is 0)')
+        .env('MESHFED_KDS_PORT')
+        .argParser(parsePort),
+    )
+    .addOption(
+      new Option(
+        '--zone-grace-period <duration>',
+        "how long a disconnected zone's services stay in other zones' catalogs (default 60s)",
+      )
+        .env('MESHFED_ZONE_GRACE_PERIOD')
+        .argParser(parseDurationMs),
+    )
+    .addOption(
+      new Option('--kds-dns-names <names>', 'extra DNS names for the KDS server certificate, comma-separated')
+        .env('MESHFED_KDS_DNS_NAMES')
+        .argParser((value: string) =>
+          value
+            .split(',')
+            .map((n) => n.trim())
+            .filter((n) => n !== ''),
+        ),
+    )
     .action(async (flags: GlobalCpFlags) => {
       const options = globalCpOptionsFrom(flags);
       // Loaded here, not at the top: client commands should not pay for the server's modules.
@@ -116,6 +166,7 @@ export function registerGlobalCpCommand(program: Command): void {
       createLogger('cli').info('global control plane listening', {
         url: handle.url,
         port: handle.port,
+        kds: handle.kdsAddress,
         adminTokenFile: handle.adminTokenFile,
       });
     });

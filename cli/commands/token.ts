@@ -8,7 +8,7 @@ import { ErrorCodes, MeshError, isMeshError } from '../../core/errors.js';
 import { clientFor } from '../connection.js';
 
 /** Flags a token kind may take, by their request-body key. */
-type TokenField = 'zone' | 'workload' | 'workloadGroup' | 'uses';
+type TokenField = 'zone' | 'workload' | 'workloadGroup' | 'uses' | 'namespace' | 'serviceAccount' | 'role';
 
 export interface TokenKindSpec {
   description: string;
@@ -32,12 +32,24 @@ export const TOKEN_KINDS: Record<string, TokenKindSpec> = {
     optional: [],
     supportedSince: 'v1',
   },
-  zone: { description: 'a zone control plane connecting over KDS', required: ['zone'], optional: [] },
-  proxy: { description: 'a sidecar registering with its zone', required: ['zone', 'workload'], optional: [] },
+  zone: {
+    description: 'a zone control plane connecting over KDS',
+    required: ['zone'],
+    optional: [],
+    supportedSince: 'v1',
+  },
+  proxy: {
+    description:
+      'a sidecar (or, with --role gateway, an east-west gateway) of one workload; ask the zone API',
+    required: ['workload'],
+    optional: ['zone', 'namespace', 'serviceAccount', 'role'],
+  },
   vm: {
-    description: 'a VM joining a workload group',
+    description:
+      'a VM joining a workload group (meshfed vm-agent join); ask the zone API; --namespace when the group name is not unique',
     required: ['zone', 'workloadGroup'],
-    optional: ['uses'],
+    optional: ['uses', 'namespace'],
+    supportedSince: 'v1',
   },
 };
 
@@ -46,6 +58,9 @@ const flagOf: Record<TokenField, string> = {
   workload: '--workload',
   workloadGroup: '--workload-group',
   uses: '--uses',
+  namespace: '--namespace',
+  serviceAccount: '--service-account',
+  role: '--role',
 };
 
 interface CreateOptions {
@@ -56,6 +71,9 @@ interface CreateOptions {
   workload?: string;
   workloadGroup?: string;
   uses?: number;
+  namespace?: string;
+  serviceAccount?: string;
+  role?: string;
   output?: 'token' | 'json';
 }
 
@@ -123,6 +141,9 @@ export function registerTokenCommands(program: Command): void {
     .option('--workload <name>', 'workload the token is bound to (proxy)')
     .option('--workload-group <name>', 'workload group a VM joins (vm)')
     .option('--uses <n>', 'how many times the token may be used (vm)', parsePositiveInt)
+    .option('--namespace <ns>', 'namespace of the workload (proxy; default default)')
+    .option('--service-account <name>', 'service account the workload runs as (proxy; default default)')
+    .option('--role <role>', 'sidecar (default) or gateway (proxy)')
     .addOption(
       new Option('-o, --output <format>', 'token only, or the whole answer').choices(['token', 'json']),
     )
@@ -134,7 +155,13 @@ export function registerTokenCommands(program: Command): void {
         answer = await client.request('POST', '/api/v1/tokens', body);
       } catch (err) {
         const spec = TOKEN_KINDS[opts.kind];
-        if (spec?.supportedSince === undefined && isMeshError(err) && err.details?.httpStatus === 400) {
+        // Only a refusal of the kind itself means "not here": a zone refusing a bad field says so itself.
+        if (
+          spec?.supportedSince === undefined &&
+          isMeshError(err) &&
+          err.details?.httpStatus === 400 &&
+          err.field === 'kind'
+        ) {
           throw new MeshError(
             err.code,
             `token kind "${opts.kind}" is not supported by this server yet (server said: ${err.message})`,

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { setLogSink } from '../../core/log.js';
 import type { GlobalCpHandle } from '../../global-cp/options.js';
+import type { ZoneCpHandle } from '../../zone-cp/options.js';
 
 export interface DemoOptions {
   /** Everything the demo keeps (stores, tokens, logs). Default `.meshfed/demo`. */
@@ -33,7 +34,7 @@ export interface DemoReadyInfo {
   globalApi: string;
   adminTokenFile: string;
   dashboard: string;
-  zones: Array<{ name: string; api: string; mds: string; gateway: string }>;
+  zones: Array<{ name: string; api: string; mds: string; gateway?: string }>;
   workloads: Array<{
     name: string;
     namespace: string;
@@ -138,11 +139,30 @@ export async function startDemo(options: DemoOptions): Promise<DemoHandle> {
     stops.push(() => global.close());
     await waitForHttpOk(`${global.url}/readyz`);
 
+    // Zone CPs on the documented ports when the global CP is on its own; free ports otherwise (tests).
+    const fixedPorts = (options.port ?? 5681) !== 0;
+    const zoneA = await startDemoZone(
+      global,
+      dataDir,
+      'zone-a',
+      fixedPorts ? { port: 5682, grpcPort: 5678 } : {},
+    );
+    stops.push(() => zoneA.close());
+    // zone-b shares the machine, so it takes the next free pair of ports.
+    const zoneB = await startDemoZone(
+      global,
+      dataDir,
+      'zone-b',
+      fixedPorts ? { port: 5692, grpcPort: 5688 } : {},
+    );
+    stops.push(() => zoneB.close());
+    await waitForZonesConnected(global, [zoneA.zone, zoneB.zone]);
+
     const info: DemoReadyInfo = {
       globalApi: global.url,
       adminTokenFile: global.adminTokenFile,
       dashboard: `${global.url}/`,
-      zones: [],
+      zones: [zoneA, zoneB].map((z) => ({ name: z.zone, api: z.restUrl, mds: z.grpcAddress })),
       workloads: [],
       dataDir,
       ...(logFile ? { logFile } : {}),
@@ -168,6 +188,65 @@ export async function startDemo(options: DemoOptions): Promise<DemoHandle> {
 }
 
 /**
+ * A zone CP in universal mode wired to the demo's global CP over KDS: it
+ * gets a zone token from global, its intermediate CA, policies and the
+ * catalog from global, and accepts global's admin token on its API.
+ */
+async function startDemoZone(
+  global: GlobalCpHandle,
+  dataDir: string,
+  zone: string,
+  ports: { port?: number; grpcPort?: number },
+): Promise<ZoneCpHandle> {
+  const admin = (await fs.readFile(global.adminTokenFile, 'utf8')).trim();
+  const answer = await fetch(`${global.url}/api/v1/tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'zone', zone, name: zone }),
+  });
+  const issued = (await answer.json()) as { token?: unknown; message?: unknown };
+  if (answer.status !== 201 || typeof issued.token !== 'string') {
+    throw new MeshError(ErrorCodes.INTERNAL, `global refused a token for ${zone}: ${String(issued.message)}`);
+  }
+  const { startZoneCp } = await import('../../zone-cp/zone-cp.js');
+  const handle = await startZoneCp({
+    zone,
+    dataDir: path.join(dataDir, zone),
+    port: ports.port ?? 0,
+    grpcPort: ports.grpcPort ?? 0,
+    discovery: [{ name: 'universal' }],
+    global: { addresses: [global.kdsAddress], caPem: global.caCertPem, token: issued.token },
+  });
+  try {
+    await handle.ready();
+    await waitForHttpOk(`${handle.restUrl}/readyz`);
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+  return handle;
+}
+
+/** Waits until global's KDS server lists every zone as connected, so the summary tells the truth. */
+async function waitForZonesConnected(global: GlobalCpHandle, zones: string[]): Promise<void> {
+  const admin = (await fs.readFile(global.adminTokenFile, 'utf8')).trim();
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const answer = await fetch(`${global.url}/api/v1/kds`, { headers: { authorization: `Bearer ${admin}` } });
+    const body = (await answer.json()) as { connectedZones?: unknown };
+    const connected = JSON.stringify(body.connectedZones ?? []);
+    if (zones.every((zone) => connected.includes(`"${zone}"`))) return;
+    if (Date.now() > deadline) {
+      throw new MeshError(
+        ErrorCodes.UNAVAILABLE,
+        `zones ${zones.join(', ')} did not connect to global within 15 s`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
  * The human summary printed at start: what runs where and what to try.
  * `cliPath` is how to invoke the CLI when `meshfed` is not on PATH.
  */
@@ -180,7 +259,10 @@ export function formatDemoSummary(info: DemoReadyInfo, cliPath?: string): string
     `  admin token  ${info.adminTokenFile}`,
     `  data         ${info.dataDir}`,
     ...(info.logFile ? [`  logs         ${info.logFile}`] : []),
-    ...info.zones.map((z) => `  zone ${z.name.padEnd(7)} api ${z.api}  gateway ${z.gateway}`),
+    ...info.zones.map(
+      (z) =>
+        `  zone ${z.name.padEnd(7)} api ${z.api}  mds ${z.mds}${z.gateway ? `  gateway ${z.gateway}` : ''}`,
+    ),
     ...info.workloads.map((w) => `  ${w.namespace}/${w.name} (${w.zone})  app ${w.app}`),
     '',
     'Try:',
@@ -189,6 +271,8 @@ export function formatDemoSummary(info: DemoReadyInfo, cliPath?: string): string
     `  export MESHFED_TOKEN_FILE=${info.adminTokenFile}`,
     '  meshfed apply -f test/fixtures/istio/',
     '  meshfed get vs -A',
+    '  meshfed get zones',
+    ...info.zones.slice(0, 1).map((z) => `  meshfed --server ${z.api} inspect proxies`),
     '',
     'Ctrl-C stops everything; the data directory is kept.',
     '',

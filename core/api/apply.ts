@@ -94,12 +94,33 @@ export async function applyDocuments(
 ): Promise<ApplyResult[]> {
   const results: ApplyResult[] = [];
   for (const doc of documents) {
-    results.push(await applyOne(store, doc, options.dryRun === true));
+    results.push(await writeOne(store, doc, { dryRun: options.dryRun === true, mustExist: false }));
   }
   return results;
 }
 
-async function applyOne(store: Store, doc: ValidatedDocument, dryRun: boolean): Promise<ApplyResult> {
+/**
+ * Replaces an existing object (PUT): like apply, but the object must exist.
+ * Returns the stored object.
+ */
+export async function replaceDocument(store: Store, doc: ValidatedDocument): Promise<StoredResource> {
+  await writeOne(store, doc, { dryRun: false, mustExist: true });
+  const stored = await store.get(keyOf(doc.resource));
+  if (stored === undefined) {
+    throw new MeshError(
+      ErrorCodes.CONFLICT,
+      `${doc.resource.kind} ${doc.resource.metadata.name} was deleted meanwhile`,
+    );
+  }
+  return stored;
+}
+
+async function writeOne(
+  store: Store,
+  doc: ValidatedDocument,
+  options: { dryRun: boolean; mustExist: boolean },
+): Promise<ApplyResult> {
+  const { dryRun } = options;
   const { resource } = doc;
   const key = keyOf(resource);
   // A resourceVersion in the document is the user asking for compare-and-set:
@@ -109,6 +130,9 @@ async function applyOne(store: Store, doc: ValidatedDocument, dryRun: boolean): 
     const existing = await store.get(key);
     try {
       if (existing === undefined) {
+        if (options.mustExist) {
+          throw new MeshError(ErrorCodes.NOT_FOUND, `${key.kind} "${key.name}" not found`);
+        }
         if (pinnedVersion !== undefined) {
           throw new MeshError(
             ErrorCodes.NOT_FOUND,
@@ -118,12 +142,21 @@ async function applyOne(store: Store, doc: ValidatedDocument, dryRun: boolean): 
         const stored = dryRun ? undefined : await store.create(resource);
         return resultOf(doc, 'created', stored);
       }
+      if (pinnedVersion !== undefined && pinnedVersion !== existing.metadata.resourceVersion) {
+        throw new MeshError(
+          ErrorCodes.CONFLICT,
+          `${key.kind} ${key.namespace}/${key.name} changed since resourceVersion ${pinnedVersion} (now ${existing.metadata.resourceVersion}): read it again and reapply`,
+        );
+      }
       if (sameContent(existing, resource)) {
         return resultOf(doc, 'unchanged', existing);
       }
+      // Users write spec; status belongs to the control plane (a zone's
+      // connection state, a VM's health): keep it, as Kubernetes does.
+      const next = existing.status === undefined ? resource : { ...resource, status: existing.status };
       const stored = dryRun
         ? undefined
-        : await store.update(resource, {
+        : await store.update(next, {
             expectedResourceVersion: pinnedVersion ?? existing.metadata.resourceVersion,
           });
       return resultOf(doc, 'configured', stored);

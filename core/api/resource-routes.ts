@@ -14,7 +14,7 @@ import type { KindInfo } from '../resource/kind.js';
 import { decodeDocuments } from '../resource/decode.js';
 import type { Resource, StoredResource } from '../resource/resource.js';
 import type { Store, WatchEvent } from '../store/store.js';
-import { applyDocuments, validateDocuments, type ApplyResult } from './apply.js';
+import { applyDocuments, replaceDocument, validateDocuments, type ApplyResult } from './apply.js';
 
 export interface ResourceRoutesOptions {
   store: Store;
@@ -142,7 +142,7 @@ class ResourceRoutes {
     const [doc] = validateDocuments([resource], { defaultNamespace: target.namespace });
     if (doc === undefined) throw new MeshError(ErrorCodes.INTERNAL, 'validation returned nothing');
     this.checkMatchesPath(doc.resource, target, name);
-    const stored = await this.options.store.update(doc.resource);
+    const stored = await replaceDocument(this.options.store, doc);
     this.options.onApplied?.(resultOf(stored, 'configured', doc.warnings));
     sendJson(ctx.res, 200, stored);
   }

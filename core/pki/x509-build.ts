@@ -100,7 +100,7 @@ export function randomSerial(): Buffer {
 }
 
 /** SubjectPublicKeyInfo header of an uncompressed P-256 point: id-ecPublicKey, prime256v1, BIT STRING of 66 bytes. */
-const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
+export const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
 
 /**
  * SPKI DER of a P-256 public key. Assembled from the JWK coordinates

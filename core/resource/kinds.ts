@@ -12,28 +12,47 @@ import { authorizationPolicySpec, peerAuthenticationSpec } from './schemas/secur
 import { serviceEntrySpec, workloadEntrySpecSchema, workloadGroupSpec } from './schemas/service-entry.js';
 import { virtualServiceSpec } from './schemas/virtual-service.js';
 
-const NETWORKING = ['networking.istio.io', 'networking.meshfed.io'];
-const SECURITY = ['security.istio.io', 'security.meshfed.io'];
+/** The API groups and versions a family of Istio kinds is served under. */
+interface IstioFamily {
+  groups: string[];
+  crdGroup: string;
+  versions: string[];
+}
+
 // Istio serves its networking kinds as v1alpha3, v1beta1 and v1 and its
 // security kinds as v1beta1 and v1; all of them are the same schema.
-const NETWORKING_VERSIONS = ['v1alpha3', 'v1beta1', 'v1'];
-const SECURITY_VERSIONS = ['v1beta1', 'v1'];
+const NETWORKING: IstioFamily = {
+  groups: ['networking.istio.io', 'networking.meshfed.io'],
+  crdGroup: 'networking.meshfed.io',
+  versions: ['v1alpha3', 'v1beta1', 'v1'],
+};
+const SECURITY: IstioFamily = {
+  groups: ['security.istio.io', 'security.meshfed.io'],
+  crdGroup: 'security.meshfed.io',
+  versions: ['v1beta1', 'v1'],
+};
 
 /** English plural of a lower-case kind, as Kubernetes and Istio spell it. */
 function pluralOf(singular: string): string {
   return singular.endsWith('y') ? `${singular.slice(0, -1)}ies` : `${singular}s`;
 }
 
-function networking(kind: string, shortNames: string[], specSchema: KindInfo['specSchema']): KindInfo {
+/** A namespaced Istio kind, served under the Istio group and its meshfed twin. */
+function istioKind(
+  family: IstioFamily,
+  kind: string,
+  shortNames: string[],
+  specSchema: KindInfo['specSchema'],
+): KindInfo {
   const singular = kind.toLowerCase();
   return {
     kind,
     plural: pluralOf(singular),
     singular,
     shortNames,
-    groups: [...NETWORKING],
-    crdGroup: 'networking.meshfed.io',
-    versions: [...NETWORKING_VERSIONS],
+    groups: [...family.groups],
+    crdGroup: family.crdGroup,
+    versions: [...family.versions],
     storageVersion: 'v1',
     namespaced: true,
     specSchema,
@@ -41,60 +60,41 @@ function networking(kind: string, shortNames: string[], specSchema: KindInfo['sp
   };
 }
 
-function security(kind: string, shortNames: string[], specSchema: KindInfo['specSchema']): KindInfo {
-  const singular = kind.toLowerCase();
+/** A cluster-scoped kind of meshfed's own API group, written by users. */
+function meshfedKind(
+  kind: string,
+  plural: string,
+  specSchema: KindInfo['specSchema'],
+  statusSchema?: KindInfo['statusSchema'],
+): KindInfo {
   return {
     kind,
-    plural: pluralOf(singular),
-    singular,
-    shortNames,
-    groups: [...SECURITY],
-    crdGroup: 'security.meshfed.io',
-    versions: [...SECURITY_VERSIONS],
-    storageVersion: 'v1',
-    namespaced: true,
+    plural,
+    singular: kind.toLowerCase(),
+    shortNames: [],
+    groups: ['meshfed.io'],
+    crdGroup: 'meshfed.io',
+    versions: ['v1alpha1'],
+    storageVersion: 'v1alpha1',
+    namespaced: false,
     specSchema,
+    ...(statusSchema === undefined ? {} : { statusSchema }),
     userWritable: true,
   };
 }
 
 const registry: readonly KindInfo[] = Object.freeze([
-  networking('VirtualService', ['vs'], virtualServiceSpec),
-  networking('DestinationRule', ['dr'], destinationRuleSpec),
-  networking('ServiceEntry', ['se'], serviceEntrySpec),
-  networking('WorkloadEntry', ['we'], workloadEntrySpecSchema),
-  networking('WorkloadGroup', ['wg'], workloadGroupSpec),
-  security('PeerAuthentication', ['pa'], peerAuthenticationSpec),
-  security('AuthorizationPolicy', ['ap'], authorizationPolicySpec),
-  {
-    kind: 'Mesh',
-    plural: 'meshes',
-    singular: 'mesh',
-    shortNames: [],
-    groups: ['meshfed.io'],
-    crdGroup: 'meshfed.io',
-    versions: ['v1alpha1'],
-    storageVersion: 'v1alpha1',
-    namespaced: false,
-    specSchema: meshSpec,
-    userWritable: true,
-  },
-  {
-    kind: 'Zone',
-    plural: 'zones',
-    singular: 'zone',
-    shortNames: [],
-    groups: ['meshfed.io'],
-    crdGroup: 'meshfed.io',
-    versions: ['v1alpha1'],
-    storageVersion: 'v1alpha1',
-    namespaced: false,
-    specSchema: zoneSpec,
-    statusSchema: zoneStatus,
-    // Users create and enable/disable zones; the status is written by the
-    // zone control plane through the status subresource.
-    userWritable: true,
-  },
+  istioKind(NETWORKING, 'VirtualService', ['vs'], virtualServiceSpec),
+  istioKind(NETWORKING, 'DestinationRule', ['dr'], destinationRuleSpec),
+  istioKind(NETWORKING, 'ServiceEntry', ['se'], serviceEntrySpec),
+  istioKind(NETWORKING, 'WorkloadEntry', ['we'], workloadEntrySpecSchema),
+  istioKind(NETWORKING, 'WorkloadGroup', ['wg'], workloadGroupSpec),
+  istioKind(SECURITY, 'PeerAuthentication', ['pa'], peerAuthenticationSpec),
+  istioKind(SECURITY, 'AuthorizationPolicy', ['ap'], authorizationPolicySpec),
+  meshfedKind('Mesh', 'meshes', meshSpec),
+  // Users create and enable/disable zones; the status is written by the
+  // zone control plane through the status subresource.
+  meshfedKind('Zone', 'zones', zoneSpec, zoneStatus),
 ]);
 
 const byName = new Map<string, KindInfo>();

@@ -594,3 +594,27 @@ spec:
     expect(warnings).toEqual(['metadata.managedFields is ignored by meshfed']);
   });
 });
+
+describe('Mesh trust domain', () => {
+  const mesh = (trustDomain: unknown): Record<string, unknown> => ({
+    apiVersion: 'meshfed.io/v1alpha1',
+    kind: 'Mesh',
+    metadata: { name: 'default' },
+    spec: { trustDomain },
+  });
+
+  it.each(['example.org', 'prod_corp-1.internal', 'a'.repeat(255)])('accepts %s', (trustDomain) => {
+    expect(validateResource(mesh(trustDomain)).resource.spec.trustDomain).toBe(trustDomain);
+  });
+
+  it.each(['', 'Cluster.Local', 'spiffe://cluster.local', 'cluster.local/ns', 'td:8443', 'a'.repeat(256)])(
+    'refuses %j as a VALIDATION error on spec.trustDomain',
+    (trustDomain) => {
+      const err = refusal(() => validateResource(mesh(trustDomain)));
+      expect(err.code).toBe(ErrorCodes.VALIDATION);
+      expect(err.field).toBe('spec.trustDomain');
+      expect(err.httpStatus).toBe(422);
+      expect(err.message).toContain('invalid trust domain');
+    },
+  );
+});

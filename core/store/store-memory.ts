@@ -32,17 +32,24 @@ import type { Logger } from '../log.js';
 import type { Resource, ResourceKey, StoredResource } from '../resource/resource.js';
 import { formatKey } from '../resource/resource.js';
 import { parseLabelSelector } from './label-selector.js';
+import { lockDataDir } from './store-file-lock.js';
+import type { DataDirLock } from './store-file-lock.js';
 import {
   alreadyExistsError,
+  checkExpectedVersion,
+  checkFromRevision,
   checkResource,
   closedError,
-  conflictError,
+  deliverChange,
   encodeStoredWithRevision,
   expectedVersionOf,
   newServerMeta,
   nextServerMeta,
   notFoundError,
+  watchHandle,
+  watchSelects,
 } from './store-object.js';
+import type { StoredChange } from './store-object.js';
 import type {
   ListOptions,
   ListResult,
@@ -98,16 +105,8 @@ interface Entry {
   obj: StoredResource;
 }
 
-interface HistoryEvent {
-  type: WatchEventType;
-  revision: number;
-  kind: string;
-  namespace: string;
-  json: string;
-}
-
 interface PendingOp {
-  event: HistoryEvent;
+  event: StoredChange;
   key: ResourceKey;
   /** State before the write, for rollback and for snapshots taken while it is pending. */
   prev: Entry | undefined;
@@ -121,7 +120,7 @@ interface MemoryWatcher {
   namespace: string | undefined;
   handlers: WatchHandlers;
   lastRevision: number;
-  queue: HistoryEvent[];
+  queue: StoredChange[];
   draining: boolean;
   closed: boolean;
 }
@@ -136,15 +135,15 @@ function positiveInt(name: string, value: number | undefined, fallback: number):
 
 /** Fixed-capacity ring of the newest events, oldest first. */
 class EventRing {
-  private readonly buf: (HistoryEvent | undefined)[];
+  private readonly buf: (StoredChange | undefined)[];
   private start = 0;
   private size = 0;
 
   constructor(private readonly capacity: number) {
-    this.buf = new Array<HistoryEvent | undefined>(capacity);
+    this.buf = new Array<StoredChange | undefined>(capacity);
   }
 
-  push(event: HistoryEvent): void {
+  push(event: StoredChange): void {
     if (this.size < this.capacity) {
       this.buf[(this.start + this.size) % this.capacity] = event;
       this.size++;
@@ -154,7 +153,7 @@ class EventRing {
     }
   }
 
-  private at(i: number): HistoryEvent | undefined {
+  private at(i: number): StoredChange | undefined {
     return this.buf[(this.start + i) % this.capacity];
   }
 
@@ -163,7 +162,7 @@ class EventRing {
   }
 
   /** Events with revision > `revision`, oldest first. */
-  since(revision: number): HistoryEvent[] {
+  since(revision: number): StoredChange[] {
     let lo = 0;
     let hi = this.size;
     while (lo < hi) {
@@ -172,7 +171,7 @@ class EventRing {
       if (ev !== undefined && ev.revision <= revision) lo = mid + 1;
       else hi = mid;
     }
-    const out: HistoryEvent[] = [];
+    const out: StoredChange[] = [];
     for (let i = lo; i < this.size; i++) {
       const ev = this.at(i);
       if (ev) out.push(ev);
@@ -217,11 +216,29 @@ class DurableLog {
   private constructor(
     private readonly dir: string,
     private readonly fh: FileHandle,
+    private readonly lock: DataDirLock,
   ) {}
 
-  /** Reads snapshot and log, repairs a torn tail, and opens the log for appending. */
+  /**
+   * Locks the directory against other processes, reads snapshot and log,
+   * repairs a torn tail, and opens the log for appending.
+   */
   static async open(dir: string, logger: Logger): Promise<{ log: DurableLog; state: LoadedState }> {
     await mkdir(dir, { recursive: true });
+    const lock = await lockDataDir(dir, logger);
+    try {
+      return await DurableLog.openLocked(dir, lock, logger);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+  }
+
+  private static async openLocked(
+    dir: string,
+    lock: DataDirLock,
+    logger: Logger,
+  ): Promise<{ log: DurableLog; state: LoadedState }> {
     await rm(path.join(dir, SNAPSHOT_TMP), { force: true });
     const snapshotPath = path.join(dir, SNAPSHOT_FILE);
     const logPath = path.join(dir, LOG_FILE);
@@ -311,15 +328,20 @@ class DurableLog {
     }
 
     const fh = await open(logPath, 'a');
-    const log = new DurableLog(dir, fh);
+    const log = new DurableLog(dir, fh, lock);
     if (tornBytes > 0) {
       logger.warn('store log has a torn last record; truncating it', {
         file: logPath,
         tornBytes,
         keptRecords: lines.length,
       });
-      await fh.truncate(Buffer.byteLength(goodText));
-      await fh.sync();
+      try {
+        await fh.truncate(Buffer.byteLength(goodText));
+        await fh.sync();
+      } catch (err) {
+        await fh.close();
+        throw err;
+      }
     }
     log.records = lines.length;
     log.bytes = Buffer.byteLength(goodText);
@@ -383,8 +405,13 @@ class DurableLog {
     this.lastSnapshotBytes = Buffer.byteLength(body);
   }
 
+  /** Closes the log and releases the directory lock. */
   async close(): Promise<void> {
-    await this.fh.close();
+    try {
+      await this.fh.close();
+    } finally {
+      await this.lock.release();
+    }
   }
 }
 
@@ -570,9 +597,7 @@ export class MemoryStore implements Store {
     const prev = this.lookup(key);
     if (prev === undefined) throw notFoundError(key);
     const expected = expectedVersionOf(resource, options.expectedResourceVersion);
-    if (expected !== undefined && expected !== prev.obj.metadata.resourceVersion) {
-      throw conflictError(key, expected, prev.obj.metadata.resourceVersion);
-    }
+    checkExpectedVersion(key, expected, prev.obj.metadata.resourceVersion);
     const json = encodeStoredWithRevision(resource, nextServerMeta(prev.obj, resource), this.revision + 1);
     return this.write('MODIFIED', key, prev, json);
   }
@@ -582,10 +607,11 @@ export class MemoryStore implements Store {
     this.checkWritable();
     const prev = this.lookup(key);
     if (prev === undefined) throw notFoundError(key);
-    const expected = expectedVersionOf(undefined, options.expectedResourceVersion);
-    if (expected !== undefined && expected !== prev.obj.metadata.resourceVersion) {
-      throw conflictError(key, expected, prev.obj.metadata.resourceVersion);
-    }
+    checkExpectedVersion(
+      key,
+      expectedVersionOf(undefined, options.expectedResourceVersion),
+      prev.obj.metadata.resourceVersion,
+    );
     return this.write('DELETED', key, prev, prev.json);
   }
 
@@ -604,7 +630,7 @@ export class MemoryStore implements Store {
     if (type === 'DELETED') this.removeEntry(key);
     else this.setEntry(key, { json, obj: JSON.parse(json) as StoredResource });
     const op = type === 'DELETED' ? 'del' : 'put';
-    const event: HistoryEvent = { type, revision, kind: key.kind, namespace: key.namespace, json };
+    const event: StoredChange = { type, revision, kind: key.kind, namespace: key.namespace, json };
     await new Promise<void>((resolve, reject) => {
       this.pending.push({
         event,
@@ -735,12 +761,7 @@ export class MemoryStore implements Store {
    */
   watch(options: WatchOptions, handlers: WatchHandlers): Watch {
     const from = options.fromRevision;
-    if (!Number.isSafeInteger(from) || from < 0) {
-      throw new MeshError(
-        ErrorCodes.INVALID_ARGUMENT,
-        `fromRevision must be a non-negative integer, got ${from}`,
-      );
-    }
+    checkFromRevision(from);
     const watcher: MemoryWatcher = {
       kind: options.kind,
       namespace: options.namespace,
@@ -750,17 +771,7 @@ export class MemoryStore implements Store {
       draining: false,
       closed: false,
     };
-    const handle: Watch = {
-      close: () => {
-        watcher.closed = true;
-        this.watchers.delete(watcher);
-      },
-    };
-    const fail = (err: Error): Watch => {
-      watcher.closed = true;
-      queueMicrotask(() => handlers.onError(err));
-      return handle;
-    };
+    const { handle, fail } = watchHandle(watcher, this.watchers);
     if (this.closed) return fail(closedError(this.backend));
     if (from < this.durableRevision) {
       const oldest = this.history.oldestRevision();
@@ -779,7 +790,7 @@ export class MemoryStore implements Store {
     return handle;
   }
 
-  private dispatch(event: HistoryEvent): void {
+  private dispatch(event: StoredChange): void {
     for (const w of this.watchers) {
       if (event.revision <= w.lastRevision) continue;
       w.lastRevision = event.revision;
@@ -787,9 +798,8 @@ export class MemoryStore implements Store {
     }
   }
 
-  private enqueue(w: MemoryWatcher, event: HistoryEvent): void {
-    if (w.kind !== undefined && event.kind !== w.kind) return;
-    if (w.namespace !== undefined && event.namespace !== w.namespace) return;
+  private enqueue(w: MemoryWatcher, event: StoredChange): void {
+    if (!watchSelects(w, event.kind, event.namespace)) return;
     w.queue.push(event);
     if (w.draining) return;
     w.draining = true;
@@ -799,15 +809,7 @@ export class MemoryStore implements Store {
       while (w.queue.length > 0 && !w.closed) {
         const ev = w.queue.shift();
         if (!ev) break;
-        try {
-          w.handlers.onEvent({
-            type: ev.type,
-            revision: ev.revision,
-            object: JSON.parse(ev.json) as StoredResource,
-          });
-        } catch (err) {
-          this.logger.error('watch handler threw', { err, revision: ev.revision });
-        }
+        deliverChange(w.handlers, ev, this.logger);
       }
       w.queue.length = 0;
       w.draining = false;

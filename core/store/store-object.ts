@@ -1,15 +1,18 @@
 /**
  * What every store backend does the same way to an object on its way in:
  * check the key, fill in the server-owned metadata (uid, creationTimestamp,
- * generation, resourceVersion) and compare specs. Kept apart so that the
- * memory and Redis stores cannot drift on these semantics.
+ * generation, resourceVersion) and compare specs; and, on the way out, how
+ * a change reaches a watcher. Kept apart so that the backends cannot drift
+ * on these semantics.
  */
 
 import { randomUUID } from 'node:crypto';
 
 import { ErrorCodes, MeshError } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { Resource, ResourceKey, StoredResource } from '../resource/resource.js';
 import { formatKey } from '../resource/resource.js';
+import type { Watch, WatchEventType, WatchHandlers } from './store.js';
 
 /** Metadata the store owns; everything else comes from the caller. */
 export interface ServerMeta {
@@ -105,6 +108,78 @@ export function alreadyExistsError(key: ResourceKey): MeshError {
 
 export function closedError(backend: string): MeshError {
   return new MeshError(ErrorCodes.CLOSED, `the ${backend} store is closed`);
+}
+
+/** CONFLICT unless the caller expects nothing in particular or exactly the stored version. */
+export function checkExpectedVersion(key: ResourceKey, expected: string | undefined, actual: string): void {
+  if (expected !== undefined && expected !== actual) throw conflictError(key, expected, actual);
+}
+
+/** A change as backends keep it in their history: the object stays JSON until delivered. */
+export interface StoredChange {
+  type: WatchEventType;
+  revision: number;
+  kind: string;
+  namespace: string;
+  json: string;
+}
+
+/** Hands a change to a watch handler as a fresh copy; a throwing handler is logged, not propagated. */
+export function deliverChange(handlers: WatchHandlers, change: StoredChange, logger: Logger): void {
+  try {
+    handlers.onEvent({
+      type: change.type,
+      revision: change.revision,
+      object: JSON.parse(change.json) as StoredResource,
+    });
+  } catch (err) {
+    logger.error('watch handler threw', { err, revision: change.revision });
+  }
+}
+
+/**
+ * The handle of a watch whose watcher the store keeps in `watchers`, and
+ * `fail` for a watch that cannot start (store closed, revision too old): its
+ * onError runs once, after watch() has returned the handle.
+ */
+export function watchHandle<W extends { closed: boolean; handlers: WatchHandlers }>(
+  watcher: W,
+  watchers: Set<W>,
+): { handle: Watch; fail(err: Error): Watch } {
+  const handle: Watch = {
+    close: () => {
+      watcher.closed = true;
+      watchers.delete(watcher);
+    },
+  };
+  const fail = (err: Error): Watch => {
+    watcher.closed = true;
+    queueMicrotask(() => watcher.handlers.onError(err));
+    return handle;
+  };
+  return { handle, fail };
+}
+
+/** INVALID_ARGUMENT unless a watch's fromRevision is a non-negative integer. */
+export function checkFromRevision(from: number): void {
+  if (!Number.isSafeInteger(from) || from < 0) {
+    throw new MeshError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `fromRevision must be a non-negative integer, got ${from}`,
+    );
+  }
+}
+
+/** Whether a change of `kind` in `namespace` passes a watch's kind/namespace filter. */
+export function watchSelects(
+  filter: { kind: string | undefined; namespace: string | undefined },
+  kind: string,
+  namespace: string,
+): boolean {
+  return (
+    (filter.kind === undefined || filter.kind === kind) &&
+    (filter.namespace === undefined || filter.namespace === namespace)
+  );
 }
 
 /** The expected resourceVersion of an update: explicit option, else the object's own. */

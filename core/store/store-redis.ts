@@ -3,13 +3,19 @@
  *
  * Layout (all keys share the `{prefix}` hash tag, so a script touching them
  * stays on one cluster slot):
- * - `meshfed:{prefix}:kind:<kind>`: hash, field `<namespace>/<name>` → JSON
+ * - `meshfed:{prefix}:obj:<kind>:<namespace>`: hash, field `<name>` → JSON.
+ *   One hash per kind and namespace, so that listing a namespace reads only
+ *   that namespace. `<kind>` has `%` and `:` percent-encoded, so the first
+ *   `:` after it ends it; the namespace is the rest ('' for cluster-scoped).
+ * - `meshfed:{prefix}:ns:<kind>`: set of the namespaces that hold objects of
+ *   the kind; the write script adds a namespace with its first object and
+ *   removes it with its last, and a list of every namespace walks it.
  * - `meshfed:{prefix}:rev`: the revision counter
  * - `meshfed:{prefix}:events`: the change feed, a stream whose entry IDs are
  *   `<revision>-1`, so XREAD after `<revision>-1` is exactly "every change
  *   after this revision"; trimmed with MAXLEN.
  *
- * Every write is one Lua script (CAS check, revision, HSET/HDEL, XADD), so
+ * Every write is one Lua script (CAS check, revision, HSET/HDEL, SADD/SREM, XADD), so
  * writers on any number of processes are serialised by Redis. Updates read
  * the current object first to keep uid/creationTimestamp and decide
  * `generation` (a deep spec comparison we do not want to write in Lua); the
@@ -29,24 +35,30 @@ import { ErrorCodes, MeshError, isMeshError } from '../errors.js';
 import { createLogger } from '../log.js';
 import type { Logger } from '../log.js';
 import type { Resource, ResourceKey, StoredResource } from '../resource/resource.js';
+import { formatKey } from '../resource/resource.js';
 import { parseLabelSelector } from './label-selector.js';
 import {
   alreadyExistsError,
+  checkExpectedVersion,
+  checkFromRevision,
   checkResource,
   closedError,
   conflictError,
+  deliverChange,
   encodeStored,
   expectedVersionOf,
   newServerMeta,
   nextServerMeta,
   notFoundError,
+  watchHandle,
+  watchSelects,
 } from './store-object.js';
+import type { StoredChange } from './store-object.js';
 import type {
   ListOptions,
   ListResult,
   Store,
   Watch,
-  WatchEventType,
   WatchHandlers,
   WatchOptions,
   WriteOptions,
@@ -70,8 +82,8 @@ export interface RedisStoreOptions {
   logger?: Logger;
 }
 
-// KEYS: hash, revision counter, stream.
-// ARGV: op, field, expected rv ('' = none), base rv (update: the rv the
+// KEYS: object hash of (kind, ns), namespace set of kind, revision counter, stream.
+// ARGV: op, name, expected rv ('' = none), base rv (update: the rv the
 // caller computed from), head, tail, maxlen, trim ('~' or '='), kind, ns.
 // XADD is the first write: if it fails (an ID collision after someone reset
 // the counter by hand) nothing has changed, since Redis does not roll back.
@@ -89,7 +101,7 @@ else
   if ARGV[3] ~= '' and ARGV[3] ~= rv then return {'CONFLICT', rv} end
   if op == 'update' and ARGV[4] ~= rv then return {'RETRY', rv} end
 end
-local rev = tonumber(redis.call('GET', KEYS[2]) or '0') + 1
+local rev = tonumber(redis.call('GET', KEYS[3]) or '0') + 1
 local json
 local typ
 if op == 'delete' then
@@ -99,32 +111,43 @@ else
   json = ARGV[5] .. rev .. ARGV[6]
   if op == 'create' then typ = 'ADDED' else typ = 'MODIFIED' end
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[8], ARGV[7], rev .. '-1', 't', typ, 'k', ARGV[9], 'n', ARGV[10], 'o', json)
-redis.call('SET', KEYS[2], rev)
+redis.call('XADD', KEYS[4], 'MAXLEN', ARGV[8], ARGV[7], rev .. '-1', 't', typ, 'k', ARGV[9], 'n', ARGV[10], 'o', json)
+redis.call('SET', KEYS[3], rev)
 if op == 'delete' then
   redis.call('HDEL', KEYS[1], ARGV[2])
+  -- The hash is gone with its last field; the namespace goes with it.
+  if redis.call('EXISTS', KEYS[1]) == 0 then redis.call('SREM', KEYS[2], ARGV[10]) end
 else
   redis.call('HSET', KEYS[1], ARGV[2], json)
+  if op == 'create' then redis.call('SADD', KEYS[2], ARGV[10]) end
 end
 return {'OK', rev, json}
 `;
 
-// KEYS: hash, revision counter. Items and revision from one atomic read.
-const LIST_SCRIPT = `
-return {redis.call('GET', KEYS[2]) or '0', redis.call('HGETALL', KEYS[1])}
+// KEYS: revision counter, object hash of (kind, ns). Items and revision from
+// one atomic read: {rev, {name, json, ...}}.
+const LIST_NAMESPACE_SCRIPT = `
+return {redis.call('GET', KEYS[1]) or '0', redis.call('HGETALL', KEYS[2])}
+`;
+
+// KEYS: revision counter, namespace set of kind. ARGV: the object-hash key
+// without the namespace. Every namespace in one atomic read:
+// {rev, {ns, {name, json, ...}, ns, {...}, ...}}. The hashes are named from
+// the set rather than passed in KEYS (they are not known beforehand); they
+// share the set's hash tag, so they are on the script's cluster slot.
+const LIST_ALL_SCRIPT = `
+local out = {}
+for _, ns in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  out[#out + 1] = ns
+  out[#out + 1] = redis.call('HGETALL', ARGV[1] .. ns)
+end
+return {redis.call('GET', KEYS[1]) or '0', out}
 `;
 
 interface ScriptCommands {
-  meshfedWrite(hash: string, rev: string, stream: string, ...argv: string[]): Promise<unknown>;
-  meshfedList(hash: string, rev: string): Promise<unknown>;
-}
-
-interface StreamEvent {
-  revision: number;
-  type: WatchEventType;
-  kind: string;
-  namespace: string;
-  json: string;
+  meshfedWrite(hash: string, nsSet: string, rev: string, stream: string, ...argv: string[]): Promise<unknown>;
+  meshfedListNamespace(rev: string, hash: string): Promise<unknown>;
+  meshfedListAll(rev: string, nsSet: string, hashPrefix: string): Promise<unknown>;
 }
 
 interface RedisWatcher {
@@ -134,7 +157,7 @@ interface RedisWatcher {
   lastRevision: number;
   /** False while catching up from history; the loop's events wait in `buffer`. */
   live: boolean;
-  buffer: StreamEvent[];
+  buffer: StoredChange[];
   closed: boolean;
 }
 
@@ -157,6 +180,21 @@ function asArray(value: unknown): unknown[] {
   return value;
 }
 
+/** Parses a stored object; STORE_CORRUPT (naming where it was) if it is not JSON. */
+function parseStored(json: string, where: string): StoredResource {
+  try {
+    return JSON.parse(json) as StoredResource;
+  } catch {
+    throw new MeshError(ErrorCodes.STORE_CORRUPT, `stored object ${where} is not JSON`, {
+      details: { key: where },
+    });
+  }
+}
+
+function compareStrings(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 function revisionOfId(id: string): number {
   const dash = id.indexOf('-');
   const rev = Number(dash < 0 ? id : id.slice(0, dash));
@@ -166,8 +204,8 @@ function revisionOfId(id: string): number {
 }
 
 /** `[[id, [field, value, ...]], ...]` → events. */
-function parseEntries(entries: unknown): StreamEvent[] {
-  const out: StreamEvent[] = [];
+function parseEntries(entries: unknown): StoredChange[] {
+  const out: StoredChange[] = [];
   for (const raw of asArray(entries)) {
     const [id, fields] = asArray(raw);
     const f = asArray(fields).map(toStr);
@@ -230,8 +268,9 @@ export class RedisStore implements Store {
     this.maxLen = String(maxLen);
     this.trim = options.streamTrim === 'exact' ? '=' : '~';
     this.logger = options.logger ?? createLogger('store');
-    client.defineCommand('meshfedWrite', { numberOfKeys: 3, lua: WRITE_SCRIPT });
-    client.defineCommand('meshfedList', { numberOfKeys: 2, lua: LIST_SCRIPT });
+    client.defineCommand('meshfedWrite', { numberOfKeys: 4, lua: WRITE_SCRIPT });
+    client.defineCommand('meshfedListNamespace', { numberOfKeys: 2, lua: LIST_NAMESPACE_SCRIPT });
+    client.defineCommand('meshfedListAll', { numberOfKeys: 2, lua: LIST_ALL_SCRIPT });
     this.scripts = client as unknown as ScriptCommands;
   }
 
@@ -288,8 +327,17 @@ export class RedisStore implements Store {
     return new RedisStore(client, blocker, options);
   }
 
-  private hashKey(kind: string): string {
-    return `${this.keyBase}kind:${kind}`;
+  /** The object hash of (kind, namespace) is this plus the namespace. */
+  private hashPrefix(kind: string): string {
+    return `${this.keyBase}obj:${kind.replace(/%/g, '%25').replace(/:/g, '%3A')}:`;
+  }
+
+  private hashKey(kind: string, namespace: string): string {
+    return this.hashPrefix(kind) + namespace;
+  }
+
+  private namespaceSetKey(kind: string): string {
+    return `${this.keyBase}ns:${kind}`;
   }
 
   /** Runs a Redis call, mapping transport failures to STORE_UNAVAILABLE. */
@@ -311,40 +359,49 @@ export class RedisStore implements Store {
   /** Returns the object (a fresh copy), or undefined. */
   async get(key: ResourceKey): Promise<StoredResource | undefined> {
     const json = await this.run('HGET', () =>
-      this.client.hget(this.hashKey(key.kind), `${key.namespace}/${key.name}`),
+      this.client.hget(this.hashKey(key.kind, key.namespace), key.name),
     );
-    return json === null ? undefined : (JSON.parse(json) as StoredResource);
+    return json === null ? undefined : parseStored(json, formatKey(key));
   }
 
-  /** Lists one kind atomically with the revision it reflects, sorted by namespace/name. */
+  /**
+   * Lists one kind atomically with the revision it reflects, sorted by
+   * namespace/name. A namespace list reads only that namespace's hash.
+   */
   async list(options: ListOptions): Promise<ListResult> {
     const selector = options.labelSelector ? parseLabelSelector(options.labelSelector) : undefined;
+    const { kind, namespace } = options;
     const reply = asArray(
-      await this.run('list', () => this.scripts.meshfedList(this.hashKey(options.kind), this.revKey)),
+      await this.run('list', () =>
+        namespace === undefined
+          ? this.scripts.meshfedListAll(this.revKey, this.namespaceSetKey(kind), this.hashPrefix(kind))
+          : this.scripts.meshfedListNamespace(this.revKey, this.hashKey(kind, namespace)),
+      ),
     );
     const revision = Number(toStr(reply[0]));
-    const flat = asArray(reply[1]);
-    const nsPrefix = options.namespace === undefined ? undefined : `${options.namespace}/`;
-    const found: { field: string; obj: StoredResource }[] = [];
-    for (let i = 0; i + 1 < flat.length; i += 2) {
-      const field = toStr(flat[i]);
-      if (nsPrefix !== undefined && !field.startsWith(nsPrefix)) continue;
-      const obj = JSON.parse(toStr(flat[i + 1])) as StoredResource;
-      if (options.namespace !== undefined && (obj.metadata.namespace ?? '') !== options.namespace) continue;
-      if (selector && !selector.matches(obj.metadata.labels)) continue;
-      found.push({ field, obj });
+    const groups: { namespace: string; fields: unknown[] }[] = [];
+    if (namespace === undefined) {
+      const flat = asArray(reply[1]);
+      for (let i = 0; i + 1 < flat.length; i += 2) {
+        groups.push({ namespace: toStr(flat[i]), fields: asArray(flat[i + 1]) });
+      }
+      groups.sort((a, b) => compareStrings(a.namespace, b.namespace));
+    } else {
+      groups.push({ namespace, fields: asArray(reply[1]) });
     }
-    found.sort((a, b) => {
-      const an = a.obj.metadata.namespace ?? '';
-      const bn = b.obj.metadata.namespace ?? '';
-      if (an !== bn) return an < bn ? -1 : 1;
-      return a.obj.metadata.name < b.obj.metadata.name
-        ? -1
-        : a.obj.metadata.name > b.obj.metadata.name
-          ? 1
-          : 0;
-    });
-    return { items: found.map((f) => f.obj), revision };
+    const items: StoredResource[] = [];
+    for (const group of groups) {
+      const byName: { name: string; json: string }[] = [];
+      for (let i = 0; i + 1 < group.fields.length; i += 2) {
+        byName.push({ name: toStr(group.fields[i]), json: toStr(group.fields[i + 1]) });
+      }
+      byName.sort((a, b) => compareStrings(a.name, b.name));
+      for (const { name, json } of byName) {
+        const obj = parseStored(json, formatKey({ kind, namespace: group.namespace, name }));
+        if (!selector || selector.matches(obj.metadata.labels)) items.push(obj);
+      }
+    }
+    return { items, revision };
   }
 
   /** The revision of the newest write (every write is acknowledged once Redis ran it). */
@@ -366,11 +423,12 @@ export class RedisStore implements Store {
     const reply = asArray(
       await this.run('write', () =>
         this.scripts.meshfedWrite(
-          this.hashKey(key.kind),
+          this.hashKey(key.kind, key.namespace),
+          this.namespaceSetKey(key.kind),
           this.revKey,
           this.streamKey,
           op,
-          `${key.namespace}/${key.name}`,
+          key.name,
           expected,
           base,
           head,
@@ -417,9 +475,7 @@ export class RedisStore implements Store {
     for (let attempt = 0; attempt < MAX_UPDATE_ATTEMPTS; attempt++) {
       const current = await this.get(key);
       if (current === undefined) throw notFoundError(key);
-      if (expected !== undefined && expected !== current.metadata.resourceVersion) {
-        throw conflictError(key, expected, current.metadata.resourceVersion);
-      }
+      checkExpectedVersion(key, expected, current.metadata.resourceVersion);
       const { head, tail } = encodeStored(resource, nextServerMeta(current, resource));
       const result = await this.runWrite(
         'update',
@@ -455,12 +511,7 @@ export class RedisStore implements Store {
    */
   watch(options: WatchOptions, handlers: WatchHandlers): Watch {
     const from = options.fromRevision;
-    if (!Number.isSafeInteger(from) || from < 0) {
-      throw new MeshError(
-        ErrorCodes.INVALID_ARGUMENT,
-        `fromRevision must be a non-negative integer, got ${from}`,
-      );
-    }
+    checkFromRevision(from);
     const watcher: RedisWatcher = {
       kind: options.kind,
       namespace: options.namespace,
@@ -470,17 +521,8 @@ export class RedisStore implements Store {
       buffer: [],
       closed: false,
     };
-    const handle: Watch = {
-      close: () => {
-        watcher.closed = true;
-        this.watchers.delete(watcher);
-      },
-    };
-    if (this.closed) {
-      watcher.closed = true;
-      queueMicrotask(() => handlers.onError(closedError(this.backend)));
-      return handle;
-    }
+    const { handle, fail } = watchHandle(watcher, this.watchers);
+    if (this.closed) return fail(closedError(this.backend));
     this.watchers.add(watcher);
     if (this.loopCursor === undefined) {
       this.loopCursor = from;
@@ -503,24 +545,14 @@ export class RedisStore implements Store {
     }
   }
 
-  private deliver(w: RedisWatcher, ev: StreamEvent): void {
+  private deliver(w: RedisWatcher, ev: StoredChange): void {
     if (w.closed || ev.revision <= w.lastRevision) return;
     if (ev.revision > w.lastRevision + 1) {
       this.failWatcher(w, tooOld(w.lastRevision, `the change feed now starts at ${ev.revision}`));
       return;
     }
     w.lastRevision = ev.revision;
-    if (w.kind !== undefined && ev.kind !== w.kind) return;
-    if (w.namespace !== undefined && ev.namespace !== w.namespace) return;
-    try {
-      w.handlers.onEvent({
-        type: ev.type,
-        revision: ev.revision,
-        object: JSON.parse(ev.json) as StoredResource,
-      });
-    } catch (err) {
-      this.logger.error('watch handler threw', { err, revision: ev.revision });
-    }
+    if (watchSelects(w, ev.kind, ev.namespace)) deliverChange(w.handlers, ev, this.logger);
   }
 
   /** Replays (lastRevision, target] from the stream, then releases the buffered live events. */

@@ -5,6 +5,8 @@
  * - `memory://`                         volatile, in memory
  * - `file:///abs/dir`                   memory + append-only log in /abs/dir
  * - `redis://host:port/db?prefix=name`  Redis (`rediss://` for TLS)
+ * - `kubernetes://[context]`            meshfed CRDs through the Kubernetes API
+ *                                       (in-cluster config or a kubeconfig)
  */
 
 import { ErrorCodes, MeshError } from '../errors.js';
@@ -108,3 +110,7 @@ const redisFactory: StoreFactory = async (url, options) => {
 };
 registerStoreType('redis', redisFactory);
 registerStoreType('rediss', redisFactory);
+// Loaded on first use: @kubernetes/client-node is heavy and only in-cluster control planes need it.
+registerStoreType('kubernetes', async (url, options) =>
+  (await import('./store-kubernetes.js')).openKubernetesStore(url, options.logger),
+);

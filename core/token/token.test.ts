@@ -137,6 +137,19 @@ describe('issue and verify', () => {
     expect(v.verify(other.token).jti).toBe(other.claims.jti);
   });
 
+  it('still refuses a token revoked or expired after its signature was verified once', () => {
+    const revoked = new Set<string>();
+    const v = new TokenVerifier([keys.publicKey], (jti) => revoked.has(jti));
+    const { token, claims } = issuer.issue({ kind: 'proxy', sub: 'web', ttlSeconds: 60 });
+    expect(v.verify(token).jti).toBe(claims.jti);
+    expect(rejection(() => v.verify(token, { now: claims.iat + 61 }))).toMatch(/expired/);
+    revoked.add(claims.jti);
+    expect(rejection(() => v.verify(token))).toBe(`token ${claims.jti} is revoked`);
+    // A tampered copy of a verified token is not covered by the remembered signature.
+    const tampered = token.slice(0, -2) + (token.endsWith('A') ? 'BB' : 'AA');
+    expect(rejection(() => v.verify(tampered))).toMatch(/signature|malformed/);
+  });
+
   it('refuses the wrong kind, naming expected and actual', () => {
     const { token } = issuer.issue({ kind: 'zone', sub: 'east' });
     expect(rejection(() => verifier().verify(token, { kinds: ['admin', 'readonly'] }))).toBe(

@@ -243,9 +243,20 @@ interface VerificationKey {
 }
 
 /** Verifies tokens against one or more public keys (several during key rotation). */
+/** How many correctly signed tokens a verifier remembers (FIFO). */
+const VERIFIED_CACHE_SIZE = 4096;
+
 export class TokenVerifier {
   readonly #keys: VerificationKey[];
   readonly #isRevoked: (jti: string) => boolean;
+  /**
+   * Tokens whose signature already verified. A signature over a given
+   * string never stops being valid under a fixed key set, so this skips the
+   * ECDSA check (the bulk of a CA request's cost) for a proxy presenting the
+   * same token again; revocation, expiry and kind are still checked on every
+   * call.
+   */
+  readonly #verified = new Set<string>();
 
   /**
    * `isRevoked` is consulted only for correctly signed tokens; an error it
@@ -270,7 +281,14 @@ export class TokenVerifier {
   verify(token: string, options: VerifyOptions = {}): TokenClaims {
     const parts = splitToken(token);
     const raw = parsePayload(parts.payload);
-    if (!this.#signatureValid(parts, raw.kid)) throw invalid('bad token signature');
+    if (!this.#verified.has(token)) {
+      if (!this.#signatureValid(parts, raw.kid)) throw invalid('bad token signature');
+      if (this.#verified.size >= VERIFIED_CACHE_SIZE) {
+        const oldest = this.#verified.values().next();
+        if (!oldest.done) this.#verified.delete(oldest.value);
+      }
+      this.#verified.add(token);
+    }
     const claims = readClaims(raw);
     const now = options.now ?? nowSeconds();
     if (this.#isRevoked(claims.jti)) throw invalid(`token ${claims.jti} is revoked`);

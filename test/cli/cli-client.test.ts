@@ -297,9 +297,13 @@ describe('meshfed CLI against a global control plane', () => {
     const missing = await cli(['token', 'create', '--kind', 'proxy', '--zone', 'zone-a']);
     expect(missing.code).toBe(1);
     expect(missing.stderr).toBe('error: a proxy token needs --workload (MESHFED_ERR_INVALID_ARGUMENT)\n');
+    // Global issues zone tokens; proxy tokens are a zone CP's to issue.
     const zone = await cli(['token', 'create', '--kind', 'zone', '--zone', 'zone-a']);
-    expect(zone.code).toBe(1);
-    expect(zone.stderr).toMatch(/^error: token kind "zone" is not supported by this server yet/);
+    expect(zone.code).toBe(0);
+    expect(zone.stdout).toMatch(/^mf1\./);
+    const proxy = await cli(['token', 'create', '--kind', 'proxy', '--zone', 'zone-a', '--workload', 'web']);
+    expect(proxy.code).toBe(1);
+    expect(proxy.stderr).toMatch(/^error: token kind "proxy" is not supported by this server yet/);
   });
 
   it('resolves server and token from config-file contexts, flags winning', async () => {

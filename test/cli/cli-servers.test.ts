@@ -105,7 +105,19 @@ describe('meshfed global-cp and demo', () => {
     );
     expect(isRecord(ready)).toBe(true);
     if (!isRecord(ready)) return;
-    expect(ready.zones).toEqual([]);
+    // The demo runs zone-a and zone-b, synced from the global CP over KDS.
+    expect(ready.zones).toEqual([
+      expect.objectContaining({
+        name: 'zone-a',
+        api: expect.stringMatching(/^http/),
+        mds: expect.any(String),
+      }),
+      expect.objectContaining({
+        name: 'zone-b',
+        api: expect.stringMatching(/^http/),
+        mds: expect.any(String),
+      }),
+    ]);
     expect(ready.workloads).toEqual([]);
     const api = String(ready.globalApi);
     expect(api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);

@@ -11,6 +11,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { waitFor } from './wait.js';
+
 export interface RedisServerOptions {
   /** Keep data across `restart()` with an fsync-always AOF. Default false. */
   persistent?: boolean;
@@ -72,15 +74,6 @@ function ping(port: number): Promise<boolean> {
   });
 }
 
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (let delay = 10; ; delay = Math.min(delay * 2, 100)) {
-    if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, delay));
-  }
-}
-
 /** Starts redis-server on a free port and resolves once it answers PING. */
 export async function startRedisServer(options: RedisServerOptions = {}): Promise<RedisServer> {
   const bin = redisServerPath();
@@ -111,14 +104,15 @@ export async function startRedisServer(options: RedisServerOptions = {}): Promis
     proc.once('exit', () => {
       exited = true;
     });
-    await waitFor(
-      `redis-server on port ${port}`,
-      async () => {
-        if (exited) throw new Error(`redis-server exited at start; see ${path.join(dir, 'redis.log')}`);
-        return ping(port);
-      },
-      10_000,
-    );
+    // An exit ends the wait at once rather than as a timeout.
+    const state = await waitFor(async () => (exited ? 'exited' : (await ping(port)) && 'ready'), {
+      timeoutMs: 10_000,
+      intervalMs: 20,
+      what: `redis-server on port ${port}`,
+    });
+    if (state === 'exited') {
+      throw new Error(`redis-server exited at start; see ${path.join(dir, 'redis.log')}`);
+    }
   };
 
   const halt = async (): Promise<void> => {

@@ -5,15 +5,19 @@
  */
 
 import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
+import { ErrorCodes } from '../../core/errors.js';
 import { setLogSink } from '../../core/log.js';
+import { LOCK_FILE } from '../../core/store/store-file-lock.js';
 import { MemoryStore } from '../../core/store/store-memory.js';
+import { expectMeshError } from './store-contract.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const child = path.join(root, 'test/fixtures/file-store-writer.mjs');
@@ -32,49 +36,66 @@ interface Acked {
   lines: number;
 }
 
+interface Writer {
+  proc: ChildProcess;
+  /** Resolves with the exit signal; rejects if the writer exits on its own. */
+  exited: Promise<void>;
+}
+
+/** Starts the writer from `startIndex`, handing each complete stdout line to `onLine`. */
+function startWriter(
+  dataDir: string,
+  compactAfter: number,
+  startIndex: number,
+  onLine: (line: string) => void,
+): Writer {
+  const proc = spawn(process.execPath, [child, dataDir, String(compactAfter), String(startIndex)], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let buffered = '';
+  let stderr = '';
+  proc.stderr?.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  proc.stdout?.on('data', (d: Buffer) => {
+    buffered += d.toString();
+    let nl: number;
+    // A partial last line was never fully reported: it is ignored.
+    while ((nl = buffered.indexOf('\n')) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      onLine(line);
+    }
+  });
+  const exited = new Promise<void>((resolve, reject) => {
+    proc.on('exit', (_code, signal) => {
+      if (signal === 'SIGKILL') resolve();
+      else reject(new Error(`writer exited on its own (${String(signal)}): ${stderr}`));
+    });
+  });
+  return { proc, exited };
+}
+
 /** Runs the writer from `startIndex` until `ackTarget` acknowledgements, then SIGKILLs it. */
-function runAndKill(
+async function runAndKill(
   dataDir: string,
   compactAfter: number,
   startIndex: number,
   ackTarget: number,
 ): Promise<Acked> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [child, dataDir, String(compactAfter), String(startIndex)], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const acked: Acked = { created: new Set(), updated: new Map(), lines: 0 };
-    let buffered = '';
-    let stderr = '';
-    let killed = false;
-    proc.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString();
-    });
-    proc.stdout.on('data', (d: Buffer) => {
-      buffered += d.toString();
-      let nl: number;
-      while ((nl = buffered.indexOf('\n')) >= 0) {
-        const line = buffered.slice(0, nl);
-        buffered = buffered.slice(nl + 1);
-        const [op, a, b] = line.split(' ');
-        if (op === 'c') acked.created.add(Number(a));
-        else if (op === 'u') {
-          const target = Number(a);
-          acked.updated.set(target, Math.max(acked.updated.get(target) ?? -1, Number(b)));
-        } else continue;
-        acked.lines++;
-      }
-      if (!killed && acked.lines >= ackTarget) {
-        killed = true;
-        proc.kill('SIGKILL');
-      }
-    });
-    proc.on('exit', (_code, signal) => {
-      // A partial last stdout line was never fully reported: it is ignored.
-      if (signal === 'SIGKILL') resolve(acked);
-      else reject(new Error(`writer exited on its own (${String(signal)}): ${stderr}`));
-    });
+  const acked: Acked = { created: new Set(), updated: new Map(), lines: 0 };
+  const writer = startWriter(dataDir, compactAfter, startIndex, (line) => {
+    const [op, a, b] = line.split(' ');
+    if (op === 'c') acked.created.add(Number(a));
+    else if (op === 'u') {
+      const target = Number(a);
+      acked.updated.set(target, Math.max(acked.updated.get(target) ?? -1, Number(b)));
+    } else return;
+    acked.lines++;
+    if (acked.lines === ackTarget) writer.proc.kill('SIGKILL');
   });
+  await writer.exited;
+  return acked;
 }
 
 beforeAll(() => {
@@ -138,6 +159,41 @@ describe('file store crash durability', () => {
     },
     60_000,
   );
+
+  it('refuses a directory a live process holds and takes it over once that process is SIGKILLed', async () => {
+    const dataDir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-lock-'));
+    dirs.push(dataDir);
+    let resolveReady: () => void = () => {};
+    const ready = new Promise<void>((resolve) => (resolveReady = resolve));
+    const writer = startWriter(dataDir, 1_000_000, 0, (line) => {
+      if (line === 'ready') resolveReady();
+    });
+    try {
+      await Promise.race([ready, writer.exited]);
+      const err = await expectMeshError(MemoryStore.open({ dataDir }), ErrorCodes.CONFIG);
+      expect(err.message).toBe(`data directory ${dataDir} is in use by process ${writer.proc.pid}`);
+    } finally {
+      writer.proc.kill('SIGKILL');
+    }
+    await writer.exited;
+    const lockPath = path.join(dataDir, LOCK_FILE);
+    expect(readFileSync(lockPath, 'utf8').trim()).toBe(String(writer.proc.pid));
+
+    const logs: Record<string, unknown>[] = [];
+    setLogSink((line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+    let store: MemoryStore;
+    try {
+      store = await MemoryStore.open({ dataDir });
+    } finally {
+      setLogSink(() => {});
+    }
+    expect(logs.filter((l) => l.level === 'warn')).toEqual([
+      expect.objectContaining({ dataDir, stalePid: writer.proc.pid }),
+    ]);
+    expect(readFileSync(lockPath, 'utf8').trim()).toBe(String(process.pid));
+    await store.close();
+    expect(existsSync(lockPath)).toBe(false);
+  });
 
   it('fails writes with STORE_UNAVAILABLE on a full disk, rolls back, and reopens cleanly', async () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-full-'));

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import {
   appendFileSync,
   mkdtempSync,
@@ -14,6 +15,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 
 import { ErrorCodes } from '../../core/errors.js';
 import { setLogSink } from '../../core/log.js';
+import { LOCK_FILE } from '../../core/store/store-file-lock.js';
 import { LOG_FILE, MemoryStore, SNAPSHOT_FILE } from '../../core/store/store-memory.js';
 import { createStore } from '../../core/store/store-registry.js';
 import { collect, describeStoreContract, expectMeshError, vs } from './store-contract.js';
@@ -33,6 +35,26 @@ describeStoreContract('file', async ({ historySize }) =>
 );
 
 const key = (name: string, namespace = 'ns') => ({ kind: 'VirtualService', namespace, name });
+
+type LogRecord = Record<string, unknown>;
+
+/** Runs `fn` with logs captured; returns its result and the log records. */
+async function withLogs<T>(fn: () => Promise<T>): Promise<{ result: T; logs: LogRecord[] }> {
+  const logs: LogRecord[] = [];
+  setLogSink((line) => logs.push(JSON.parse(line) as LogRecord));
+  try {
+    return { result: await fn(), logs };
+  } finally {
+    setLogSink((line) => process.stderr.write(line + '\n'));
+  }
+}
+
+/** The pid of a process that has exited. */
+function deadPid(): number {
+  const { pid, status } = spawnSync(process.execPath, ['-e', '']);
+  if (status !== 0 || pid === undefined) throw new Error('could not run a child process');
+  return pid;
+}
 
 describe('file store durability', () => {
   it('keeps objects, revision and watch history across a reopen', async () => {
@@ -117,15 +139,8 @@ describe('file store durability', () => {
     const goodSize = statSync(logPath).size;
     appendFileSync(logPath, '{"op":"put","rev":3,"obj":{"apiVersion":"x","kind":"VirtualSer');
 
-    const warnings: string[] = [];
-    setLogSink((line) => warnings.push(line));
-    let reopened: MemoryStore;
-    try {
-      reopened = await MemoryStore.open({ dataDir });
-    } finally {
-      setLogSink((line) => process.stderr.write(line + '\n'));
-    }
-    expect(warnings.some((w) => w.includes('torn'))).toBe(true);
+    const { result: reopened, logs } = await withLogs(() => MemoryStore.open({ dataDir }));
+    expect(logs.some((l) => l.level === 'warn' && String(l.msg).includes('torn'))).toBe(true);
     expect(statSync(logPath).size).toBe(goodSize);
     expect(await reopened.currentRevision()).toBe(2);
     expect(await reopened.get(key('a'))).toBeDefined();
@@ -155,6 +170,8 @@ describe('file store durability', () => {
     const err = await expectMeshError(MemoryStore.open({ dataDir }), ErrorCodes.STORE_CORRUPT);
     expect(err.message).toContain('line 2');
     expect(err.message).toContain(LOG_FILE);
+    // A failed open does not leave the directory locked.
+    expect(existsSync(path.join(dataDir, LOCK_FILE))).toBe(false);
   });
 
   it('refuses revisions that go backwards as STORE_CORRUPT', async () => {
@@ -183,5 +200,57 @@ describe('file store durability', () => {
       expect(err.message).toContain('memory://');
       expect(err.message).toContain('redis://');
     }
+  });
+});
+
+describe('file store data directory lock', () => {
+  it('holds LOCK with its pid while open, refuses a second open, and releases on close', async () => {
+    const dataDir = tempDir();
+    const lockPath = path.join(dataDir, LOCK_FILE);
+    const store = await MemoryStore.open({ dataDir });
+    expect(readFileSync(lockPath, 'utf8').trim()).toBe(String(process.pid));
+    const [err] = await Promise.all([
+      expectMeshError(MemoryStore.open({ dataDir }), ErrorCodes.CONFIG),
+      expectMeshError(createStore(`file://${dataDir}/`), ErrorCodes.CONFIG),
+    ]);
+    expect(err?.message).toBe(`data directory ${dataDir} is in use by process ${process.pid}`);
+    // The refused opens changed nothing: the store still writes, and its lock is intact.
+    await store.create(vs('a', 'ns'));
+    expect(readFileSync(lockPath, 'utf8').trim()).toBe(String(process.pid));
+    await Promise.all([store.close(), store.close()]);
+    expect(existsSync(lockPath)).toBe(false);
+
+    const { result: reopened, logs } = await withLogs(() => MemoryStore.open({ dataDir }));
+    expect(logs.filter((l) => l.level === 'warn')).toEqual([]);
+    expect(await reopened.get(key('a'))).toBeDefined();
+    await reopened.close();
+  });
+
+  it.each([
+    ['a dead process', deadPid],
+    ['this pid in an earlier life (a restarted container)', () => process.pid],
+    ['no readable pid', () => 'garbage'],
+  ])('takes over a stale lock left by %s, with a warning', async (_label, owner) => {
+    const dataDir = tempDir();
+    const first = await MemoryStore.open({ dataDir });
+    await first.create(vs('a', 'ns'));
+    await first.close();
+    const stale = String(owner());
+    writeFileSync(path.join(dataDir, LOCK_FILE), `${stale}\n`);
+
+    const { result: store, logs } = await withLogs(() => MemoryStore.open({ dataDir }));
+    const warnings = logs.filter((l) => l.level === 'warn');
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        msg: expect.stringContaining('taking over the lock'),
+        dataDir,
+        stalePid: Number(stale) || 0,
+      }),
+    ]);
+    expect(readFileSync(path.join(dataDir, LOCK_FILE), 'utf8').trim()).toBe(String(process.pid));
+    expect(await store.get(key('a'))).toBeDefined();
+    await store.create(vs('b', 'ns'));
+    await store.close();
+    expect(existsSync(path.join(dataDir, LOCK_FILE))).toBe(false);
   });
 });

@@ -7,8 +7,10 @@ import { ErrorCodes, isMeshError } from '../../core/errors.js';
 import { setLogSink } from '../../core/log.js';
 import { RedisStore } from '../../core/store/store-redis.js';
 import { createStore } from '../../core/store/store-registry.js';
+import type { Store } from '../../core/store/store.js';
 import { startRedisServer } from '../common/redis-server.js';
 import type { RedisServer } from '../common/redis-server.js';
+import { waitFor } from '../common/wait.js';
 import { collect, describeStoreContract, expectMeshError, vs } from './store-contract.js';
 
 let server: RedisServer;
@@ -23,16 +25,40 @@ afterAll(async () => {
 
 const prefix = (): string => `t-${randomUUID()}`;
 
-/** Retries `op` while it fails with STORE_UNAVAILABLE (reconnecting), up to a deadline. */
-async function retryWhileUnavailable<T>(op: () => Promise<T>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await op();
-    } catch (err) {
-      if (!isMeshError(err, ErrorCodes.STORE_UNAVAILABLE) || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 20));
-    }
+/** Retries `op` while it fails with STORE_UNAVAILABLE (reconnecting); any other error ends it. */
+async function retryWhileUnavailable<T>(op: () => Promise<T>): Promise<T> {
+  const outcome = await waitFor(
+    async () => {
+      try {
+        return { value: await op() };
+      } catch (err) {
+        // Thrown: not yet (and reported on timeout). Returned: give up now.
+        if (isMeshError(err, ErrorCodes.STORE_UNAVAILABLE)) throw err;
+        return { err };
+      }
+    },
+    { intervalMs: 20, what: 'Redis to answer again' },
+  );
+  if ('err' in outcome) throw outcome.err;
+  return outcome.value;
+}
+
+/**
+ * Runs `body` with a store on a fresh prefix (opened by `open`, RedisStore by
+ * default) and a raw connection to the same Redis; closes both after.
+ */
+async function withStore(
+  body: (store: Store, raw: Redis, p: string) => Promise<void>,
+  open: (p: string) => Promise<Store> = (p) => RedisStore.open({ url: server.url, prefix: p }),
+): Promise<void> {
+  const p = prefix();
+  const store = await open(p);
+  const raw = new Redis(server.url);
+  try {
+    await body(store, raw, p);
+  } finally {
+    raw.disconnect();
+    await store.close();
   }
 }
 
@@ -42,21 +68,42 @@ describeStoreContract('redis', async ({ historySize }) =>
 
 describe('RedisStore', () => {
   it('is what redis://host:port/db?prefix= opens, with the documented key layout', async () => {
-    const p = prefix();
-    const store = await createStore(`${server.url}/0?prefix=${p}`);
-    expect(store.backend).toBe('redis');
-    const created = await store.create(vs('a', 'ns'));
-    const raw = new Redis(server.url);
-    try {
-      const json = await raw.hget(`meshfed:{${p}}:kind:VirtualService`, 'ns/a');
+    const open = (p: string): Promise<Store> => createStore(`${server.url}/0?prefix=${p}`);
+    await withStore(async (store, raw, p) => {
+      expect(store.backend).toBe('redis');
+      const created = await store.create(vs('a', 'ns'));
+      await store.create({ ...vs('c', undefined), kind: 'Odd:Kind%' });
+      const json = await raw.hget(`meshfed:{${p}}:obj:VirtualService:ns`, 'a');
       expect(JSON.parse(json ?? 'null')).toEqual(created);
-      expect(await raw.get(`meshfed:{${p}}:rev`)).toBe('1');
+      expect(await raw.smembers(`meshfed:{${p}}:ns:VirtualService`)).toEqual(['ns']);
+      expect(await raw.hkeys(`meshfed:{${p}}:obj:Odd%3AKind%25:`)).toEqual(['c']);
+      expect(await raw.smembers(`meshfed:{${p}}:ns:Odd:Kind%`)).toEqual(['']);
+      expect(await raw.get(`meshfed:{${p}}:rev`)).toBe('2');
       const entries = await raw.xrange(`meshfed:{${p}}:events`, '-', '+');
-      expect(entries.map(([id]) => id)).toEqual(['1-1']);
-    } finally {
-      raw.disconnect();
-      await store.close();
-    }
+      expect(entries.map(([id]) => id)).toEqual(['1-1', '2-1']);
+
+      // The namespace leaves the set with its last object, and its hash is gone.
+      await store.delete({ kind: 'VirtualService', namespace: 'ns', name: 'a' });
+      expect(await raw.smembers(`meshfed:{${p}}:ns:VirtualService`)).toEqual([]);
+      expect(await raw.exists(`meshfed:{${p}}:obj:VirtualService:ns`)).toBe(0);
+    }, open);
+  });
+
+  it('lists a namespace from its own hash, without reading other namespaces', async () => {
+    await withStore(async (store, raw, p) => {
+      await store.create(vs('a', 'ns'));
+      await store.create(vs('b', 'ns'));
+      await store.create(vs('m', undefined));
+      await store.create(vs('x', 'other'));
+      // Damage another namespace: a list that read it would fail.
+      await raw.hset(`meshfed:{${p}}:obj:VirtualService:other`, 'x', '{not json');
+      const names = async (namespace: string): Promise<string[]> =>
+        (await store.list({ kind: 'VirtualService', namespace })).items.map((i) => i.metadata.name);
+      expect(await names('ns')).toEqual(['a', 'b']);
+      expect(await names('')).toEqual(['m']);
+      const err = await expectMeshError(store.list({ kind: 'VirtualService' }), ErrorCodes.STORE_CORRUPT);
+      expect(err.message).toContain('VirtualService/other/x');
+    });
   });
 
   it('lets two stores on one Redis and prefix see each other through watch and CAS', async () => {
@@ -97,10 +144,7 @@ describe('RedisStore', () => {
   });
 
   it('resumes watches after the watch connection is killed', async () => {
-    const p = prefix();
-    const store = await RedisStore.open({ url: server.url, prefix: p });
-    const admin = new Redis(server.url);
-    try {
+    await withStore(async (store, admin) => {
       const w = collect(store, { fromRevision: 0 });
       await store.create(vs('before', 'ns'));
       await w.waitForEvents(1);
@@ -111,10 +155,7 @@ describe('RedisStore', () => {
       const events = await w.waitForEvents(2);
       expect(events.map((e) => e.object.metadata.name)).toEqual(['before', 'after']);
       expect(w.errors).toEqual([]);
-    } finally {
-      admin.disconnect();
-      await store.close();
-    }
+    });
   });
 
   it('fails calls with STORE_UNAVAILABLE while Redis is down and resumes watches after a restart', async () => {
@@ -140,22 +181,21 @@ describe('RedisStore', () => {
   });
 
   it('fails watches with REVISION_TOO_OLD when Redis comes back without the history', async () => {
-    const p = prefix();
-    const store = await RedisStore.open({ url: server.url, prefix: p });
-    const admin = new Redis(server.url);
-    try {
+    await withStore(async (store, admin, p) => {
       await store.create(vs('a', 'ns'));
       await store.create(vs('b', 'ns'));
       const w = collect(store, { fromRevision: 2 });
       // Simulate a Redis that lost this prefix's data, then drop the connection.
-      await admin.del(`meshfed:{${p}}:rev`, `meshfed:{${p}}:events`, `meshfed:{${p}}:kind:VirtualService`);
+      await admin.del(
+        `meshfed:{${p}}:rev`,
+        `meshfed:{${p}}:events`,
+        `meshfed:{${p}}:ns:VirtualService`,
+        `meshfed:{${p}}:obj:VirtualService:ns`,
+      );
       await admin.call('CLIENT', 'KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
       const err = await w.waitForError();
       expect(isMeshError(err, ErrorCodes.REVISION_TOO_OLD)).toBe(true);
-    } finally {
-      admin.disconnect();
-      await store.close();
-    }
+    });
   });
 
   it('fails open with STORE_UNAVAILABLE when nothing listens', async () => {

@@ -1,0 +1,381 @@
+/**
+ * East-west gateway benchmark. In one run, the same mTLS backend (a Node TLS
+ * server with a mesh leaf, requiring client certificates) is reached three
+ * ways by the same load generator (its own process):
+ *
+ *   direct   client → backend                                (no middlebox)
+ *   gateway  client → meshfed gateway (SNI passthrough) → backend
+ *   haproxy  client → HAProxy (Debian; mode tcp, req.ssl_sni) → backend
+ *
+ * Figures: new mTLS connections/s (full handshakes, 32 in flight), bulk MB/s
+ * over 4 long-lived connections, time to first byte of a new connection
+ * (sequential, sampled round-robin over the three paths: "added" is the
+ * difference to direct), and each middlebox's RSS and CPU cost. Both
+ * middleboxes run one thread (HAProxy nbthread 1, the gateway is one Node
+ * process), unpinned, so the CPU a middlebox burns is CPU the client and
+ * backend lose: the rate ratio reflects efficiency, not just latency.
+ *
+ * Prints one JSON line last. Run: npm run bench:gateway
+ * Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_TTFB_SAMPLES (1000).
+ */
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
+import { freePort } from '../test/common/redis-server.js';
+import { median, percentile, round, rssMiB } from './support/load.js';
+
+const HERE = resolve(fileURLToPath(import.meta.url), '..');
+const CLI = resolve(HERE, '../cli/main.js');
+const BACKEND = resolve(HERE, 'support/gateway-tls-backend.js');
+const CLIENT = resolve(HERE, 'support/gateway-tls-client.js');
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 1000);
+const RATE_CONCURRENCY = 32;
+const BULK_CONNECTIONS = 4;
+const SNI = '_.443.bench.bench.svc.mesh';
+
+interface Files {
+  dir: string;
+  serverKey: string;
+  serverCert: string;
+  clientKey: string;
+  clientCert: string;
+  ca: string;
+}
+
+function makePki(): Files {
+  const dir = mkdtempSync(join(tmpdir(), 'gateway-bench-'));
+  const root = createRootCa({ trustDomain: 'cluster.local' });
+  const rootCa = loadCa(root.certPem, root.keyPem);
+  const zone = (name: string): ReturnType<typeof loadCa> => {
+    const { privateKey, publicKey } = generateKeyPair();
+    const pem = rootCa.signIntermediate(publicKey, { name, ttlSeconds: 86_400 });
+    return loadCa(pem + root.certPem, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+  };
+  const leaf = (ca: ReturnType<typeof loadCa>, sa: string, prefix: string): [string, string] => {
+    const { privateKey, publicKey } = generateKeyPair();
+    const cert = ca.signWorkload(publicKey, { spiffeId: `spiffe://cluster.local/ns/bench/sa/${sa}` });
+    const keyFile = join(dir, `${prefix}.key`);
+    const certFile = join(dir, `${prefix}.crt`);
+    writeFileSync(keyFile, privateKey.export({ type: 'pkcs8', format: 'pem' }).toString());
+    writeFileSync(certFile, cert.chainPem);
+    return [keyFile, certFile];
+  };
+  const [serverKey, serverCert] = leaf(zone('meshfed zone-b CA'), 'bench', 'server');
+  const [clientKey, clientCert] = leaf(zone('meshfed zone-a CA'), 'client', 'client');
+  const ca = join(dir, 'root.crt');
+  writeFileSync(ca, root.certPem);
+  return { dir, serverKey, serverCert, clientKey, clientCert, ca };
+}
+
+interface Proc {
+  child: ChildProcess;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+function track(child: ChildProcess): Proc {
+  const exited = new Promise<void>((done) => child.once('exit', () => done()));
+  return {
+    child,
+    pid: child.pid ?? 0,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function waitPort(port: number, what: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const ok = await new Promise<boolean>((done) => {
+      const s = net.connect(port, '127.0.0.1');
+      s.once('connect', () => {
+        s.destroy();
+        done(true);
+      });
+      s.once('error', () => done(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${what} did not listen on ${port}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function startBackend(files: Files): Promise<Proc & { port: number }> {
+  const config = join(files.dir, 'backend.json');
+  writeFileSync(
+    config,
+    JSON.stringify({ keyFile: files.serverKey, certFile: files.serverCert, caFile: files.ca }),
+  );
+  const child = spawn(process.execPath, [BACKEND, config], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((done, fail) => {
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /listening (\d+)/.exec(out);
+      if (m) done(Number(m[1]));
+    });
+    child.once('exit', () => fail(new Error('backend exited')));
+  });
+  return { ...track(child), port };
+}
+
+async function startGateway(files: Files, backendPort: number): Promise<Proc & { port: number }> {
+  const snapshot = join(files.dir, 'snapshot.json');
+  writeFileSync(
+    snapshot,
+    JSON.stringify({
+      type: 'gateway/v1',
+      zone: 'zone-b',
+      services: [
+        {
+          name: 'bench',
+          namespace: 'bench',
+          ports: [443],
+          clusters: [
+            {
+              subset: '_',
+              endpoints: [{ address: '127.0.0.1', port: backendPort, healthy: true, workload: 'b' }],
+            },
+          ],
+        },
+      ],
+    }),
+  );
+  const port = await freePort();
+  const adminPort = await freePort();
+  const child = spawn(
+    process.execPath,
+    [CLI, 'gateway', '--snapshot-file', snapshot, '--host', '127.0.0.1', '--port', String(port)],
+    {
+      stdio: ['ignore', 'ignore', 'inherit'],
+      env: { ...process.env, MESHFED_LOG_LEVEL: 'warn', MESHFED_GATEWAY_ADMIN_PORT: String(adminPort) },
+    },
+  );
+  await waitPort(port, 'gateway');
+  return { ...track(child), port };
+}
+
+function haproxyAvailable(): boolean {
+  return spawnSync('haproxy', ['-v']).status === 0;
+}
+
+async function startHaproxy(files: Files, backendPort: number): Promise<Proc & { port: number }> {
+  const port = await freePort();
+  const config = join(files.dir, 'haproxy.cfg');
+  writeFileSync(
+    config,
+    `global
+  maxconn 8000
+  nbthread 1
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 1h
+  timeout server 1h
+frontend mesh
+  bind 127.0.0.1:${port}
+  tcp-request inspect-delay 5s
+  tcp-request content accept if { req.ssl_hello_type 1 }
+  use_backend bench if { req.ssl_sni -i ${SNI} }
+backend bench
+  server s1 127.0.0.1:${backendPort}
+`,
+  );
+  const child = spawn('haproxy', ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  await waitPort(port, 'haproxy');
+  return { ...track(child), port };
+}
+
+/** CPU seconds (user + system) a process has used, from /proc. */
+function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+function runClient(job: Record<string, unknown>, files: Files): Promise<Record<string, unknown>> {
+  return new Promise((done, fail) => {
+    const child = spawn(
+      process.execPath,
+      [
+        CLIENT,
+        JSON.stringify({
+          ...job,
+          servername: SNI,
+          keyFile: files.clientKey,
+          certFile: files.clientCert,
+          caFile: files.ca,
+        }),
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    let out = '';
+    child.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('exit', (code) => {
+      if (code !== 0) return fail(new Error(`load generator exited ${code}`));
+      done(JSON.parse(out.trim().split('\n').pop() ?? '{}') as Record<string, unknown>);
+    });
+  });
+}
+
+interface Target {
+  name: 'direct' | 'gateway' | 'haproxy';
+  port: number;
+  pid?: number;
+}
+
+interface Figures {
+  rate: number[];
+  bulk: number[];
+  cpuMsPer1kConnections: number[];
+  cpuSecondsPerGB: number[];
+  rss: number;
+}
+
+async function main(): Promise<void> {
+  const files = makePki();
+  const procs: Proc[] = [];
+  try {
+    const backend = await startBackend(files);
+    procs.push(backend);
+    const gateway = await startGateway(files, backend.port);
+    procs.push(gateway);
+    const targets: Target[] = [
+      { name: 'direct', port: backend.port },
+      { name: 'gateway', port: gateway.port, pid: gateway.pid },
+    ];
+    if (haproxyAvailable()) {
+      const haproxy = await startHaproxy(files, backend.port);
+      procs.push(haproxy);
+      targets.push({ name: 'haproxy', port: haproxy.port, pid: haproxy.pid });
+    } else {
+      process.stderr.write(
+        '\n*** haproxy is not installed: NO BASELINE. apt-get install haproxy and run again. ***\n\n',
+      );
+    }
+    const figures = new Map<string, Figures>();
+    for (const t of targets) {
+      figures.set(t.name, { rate: [], bulk: [], cpuMsPer1kConnections: [], cpuSecondsPerGB: [], rss: 0 });
+    }
+    for (let round = 0; round < ROUNDS; round++) {
+      // Rotate the order each round so drift (thermal, other load) spreads over the paths.
+      const order = targets.map((_, i) => targets[(i + round) % targets.length] as Target);
+      for (const t of order) {
+        const f = figures.get(t.name) as Figures;
+        const cpu0 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+        const rate = await runClient(
+          { mode: 'rate', targets: [t], concurrency: RATE_CONCURRENCY, seconds: SECONDS },
+          files,
+        );
+        const cpu1 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+        f.rate.push(Number(rate.connectionsPerSecond));
+        if (t.pid !== undefined) {
+          f.cpuMsPer1kConnections.push(((cpu1 - cpu0) * 1000) / (Number(rate.total) / 1000));
+          f.rss = Math.max(f.rss, rssMiB(t.pid));
+        }
+        const bulk = await runClient(
+          { mode: 'bulk', targets: [t], concurrency: BULK_CONNECTIONS, seconds: SECONDS },
+          files,
+        );
+        const cpu2 = t.pid === undefined ? NaN : cpuSeconds(t.pid);
+        f.bulk.push(Number(bulk.megabytesPerSecond));
+        if (t.pid !== undefined) {
+          f.cpuSecondsPerGB.push((cpu2 - cpu1) / (Number(bulk.totalBytes) / 1e9));
+          f.rss = Math.max(f.rss, rssMiB(t.pid));
+        }
+        process.stderr.write(
+          `round ${round + 1} ${t.name}: ${round1(rate.connectionsPerSecond)} conn/s, ${round1(bulk.megabytesPerSecond)} MB/s\n`,
+        );
+      }
+    }
+    const ttfb = (await runClient({ mode: 'ttfb', targets, samples: TTFB_SAMPLES }, files)) as Record<
+      string,
+      number[]
+    >;
+    const sorted = (name: string): number[] => [...(ttfb[name] ?? [])].sort((a, b) => a - b);
+    const direct = sorted('direct');
+    const result: Record<string, unknown> = {
+      bench: 'gateway',
+      rounds: ROUNDS,
+      secondsPerPhase: SECONDS,
+      rateConcurrency: RATE_CONCURRENCY,
+      bulkConnections: BULK_CONNECTIONS,
+      ttfbSamples: TTFB_SAMPLES,
+    };
+    for (const t of targets) {
+      const f = figures.get(t.name) as Figures;
+      const s = sorted(t.name);
+      const entry: Record<string, number> = {
+        connectionsPerSecond: Math.round(median(f.rate)),
+        bulkMBps: round(median(f.bulk)),
+        ttfbP50Ms: round(percentile(s, 50), 3),
+        ttfbP99Ms: round(percentile(s, 99), 3),
+      };
+      if (t.name !== 'direct') {
+        entry.addedTtfbP50Ms = round(percentile(s, 50) - percentile(direct, 50), 3);
+        entry.addedTtfbP99Ms = round(percentile(s, 99) - percentile(direct, 99), 3);
+        entry.cpuMsPer1kConnections = round(median(f.cpuMsPer1kConnections));
+        entry.cpuSecondsPerGB = round(median(f.cpuSecondsPerGB), 2);
+        entry.rssMiB = f.rss;
+      }
+      result[t.name] = entry;
+    }
+    const gw = result.gateway as Record<string, number>;
+    const hp = result.haproxy as Record<string, number> | undefined;
+    if (hp !== undefined) {
+      const ratio = (key: string): number => round(Number(gw[key]) / Number(hp[key]), 2);
+      result.ratios = { connectionRate: ratio('connectionsPerSecond'), bulkThroughput: ratio('bulkMBps') };
+      result.targets = {
+        connectionRateAtLeast: 0.5,
+        bulkThroughputAtLeast: 0.8,
+        addedTtfbP99MsAtMost: 0.3,
+      };
+    }
+    printTable(result, targets);
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } finally {
+    for (const p of procs.reverse()) await p.stop();
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+}
+
+function round1(value: unknown): number {
+  return round(Number(value));
+}
+
+function printTable(result: Record<string, unknown>, targets: Target[]): void {
+  const rows = targets.map((t) => {
+    const e = result[t.name] as Record<string, number>;
+    return `| ${t.name} | ${e.connectionsPerSecond} | ${e.bulkMBps} | ${e.ttfbP50Ms} / ${e.ttfbP99Ms} | ${
+      e.addedTtfbP50Ms ?? '-'
+    } / ${e.addedTtfbP99Ms ?? '-'} | ${e.cpuMsPer1kConnections ?? '-'} | ${e.cpuSecondsPerGB ?? '-'} | ${e.rssMiB ?? '-'} |`;
+  });
+  process.stdout.write(
+    [
+      '| path | new mTLS conn/s | bulk MB/s | TTFB p50 / p99 ms | added p50 / p99 ms | CPU ms per 1k conn | CPU s per GB | RSS MiB |',
+      '|---|---|---|---|---|---|---|---|',
+      ...rows,
+      '',
+    ].join('\n'),
+  );
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`gateway bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,405 @@
+/**
+ * Data-plane benchmark (`npm run bench:proxy`), all in one run on one
+ * machine, against the same app (single-process nginx `return 200`):
+ *   direct:  load generator → app
+ *   meshfed: load generator → client proxy → mTLS → server proxy → app
+ *            (two `meshfed proxy` processes from the built CLI)
+ *   nginx:   the same chain built from two single-process nginx with mTLS
+ * At a fixed 1,000 rps (an open-loop generator, support/fixed-rate-client) it measures p50/p90/p99 and the
+ * latency each chain adds over direct, and CPU seconds per 1,000 requests
+ * of each proxy; at saturation (wrk) the maximum rps and proxy RSS. Idle
+ * RSS is taken after start-up and a few requests. Medians over rounds.
+ * The last line printed is the JSON of all figures.
+ *
+ * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
+ * BENCH_CONNECTIONS (64, wrk), BENCH_PROXY_NODE_ARGS (extra node flags for
+ * the proxies, space-separated), BENCH_H2=1 (HTTP/2 between the proxies).
+ */
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
+import { createTestMesh } from '../test/common/pki-fixtures.js';
+import { median, round, rssMiB } from './support/load.js';
+import { cpuSeconds, fixedRate, peakRss, wrk, type LatencyResult } from './support/load-tools.js';
+import { freePort, startNginxApp, startNginxChain } from './support/nginx-mtls-chain.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const RATE = Number(process.env.BENCH_RATE ?? 1000);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const NODE_ARGS = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** BENCH_H2=1: HTTP/2 between the two proxies (DestinationRule h2UpgradePolicy: UPGRADE). */
+const H2 = process.env.BENCH_H2 === '1';
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
+const NS = 'bench';
+
+function snapshot(
+  workload: string,
+  mesh: { rootPem: string },
+  extra: Partial<SidecarSnapshot>,
+): SidecarSnapshot {
+  return {
+    type: SIDECAR_SNAPSHOT_TYPE,
+    proxy: {
+      proxyId: workload,
+      workload,
+      namespace: NS,
+      serviceAccount: workload,
+      spiffeId: `spiffe://cluster.local/ns/${NS}/sa/${workload}`,
+      zone: 'zone-a',
+      labels: { app: workload },
+      canonicalService: workload,
+    },
+    trust: { trustDomain: 'cluster.local', roots: [mesh.rootPem] },
+    inbound: { ports: [], defaultMtls: 'STRICT', authorization: [] },
+    outbound: { services: [] },
+    telemetry: { accessLog: false },
+    ...extra,
+  };
+}
+
+interface ProxyProcess {
+  pid: number;
+  child: ChildProcess;
+  stop(): Promise<void>;
+}
+
+async function startMeshfedProxy(
+  dir: string,
+  name: string,
+  files: Record<string, string>,
+  ports: Record<string, number>,
+): Promise<ProxyProcess> {
+  const write = (file: string, content: string): string => {
+    const p = path.join(dir, `${name}-${file}`);
+    writeFileSync(p, content);
+    return p;
+  };
+  const args = [
+    ...NODE_ARGS,
+    CLI,
+    'proxy',
+    '--workload',
+    name,
+    '--namespace',
+    NS,
+    '--snapshot-file',
+    write('snapshot.json', files.snapshot ?? ''),
+    '--cert-file',
+    write('cert.pem', files.cert ?? ''),
+    '--key-file',
+    write('key.pem', files.key ?? ''),
+    '--trust-bundle-file',
+    write('roots.pem', files.roots ?? ''),
+    '--outbound-port',
+    String(ports.outbound ?? 0),
+    '--inbound-port',
+    String(ports.inbound ?? 0),
+    '--inbound-host',
+    '127.0.0.1',
+    '--admin-port',
+    String(ports.admin ?? 0),
+    '--metrics-port',
+    '0',
+    '--metrics-host',
+    '127.0.0.1',
+  ];
+  const child = spawn(process.execPath, args, {
+    stdio: ['ignore', 'ignore', 'inherit'],
+    env: { ...process.env, MESHFED_LOG_LEVEL: 'warn' },
+  });
+  const admin = ports.admin ?? 0;
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${admin}/ready`);
+      if (res.status === 200) break;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline || child.exitCode !== null)
+      throw new Error(`meshfed proxy ${name} did not become ready`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return {
+    pid: child.pid ?? 0,
+    child,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null) {
+          resolve();
+          return;
+        }
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+        setTimeout(() => child.kill('SIGKILL'), 5000).unref();
+      }),
+  };
+}
+
+interface ChainFigures {
+  fixed: LatencyResult[];
+  saturation: LatencyResult[];
+  /** Per proxy (client, server): CPU seconds per 1,000 requests at the fixed rate, and at saturation. */
+  cpuFixed: number[][];
+  cpuSaturation: number[][];
+  rssLoad: number[][];
+}
+
+async function measure(
+  name: string,
+  url: string,
+  host: string | undefined,
+  pids: number[],
+  figures: ChainFigures,
+): Promise<void> {
+  const before = pids.map(cpuSeconds);
+  const fixed = await fixedRate(url, host, RATE, SECONDS);
+  const after = pids.map(cpuSeconds);
+  figures.fixed.push(fixed);
+  figures.cpuFixed.push(
+    pids.map((_, i) => (((after[i] ?? 0) - (before[i] ?? 0)) / Math.max(1, fixed.requests)) * 1000),
+  );
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const before2 = pids.map(cpuSeconds);
+  const { result: sat, peaks } = await peakRss(pids, rssMiB, () => wrk(url, host, SECONDS, CONNECTIONS));
+  const after2 = pids.map(cpuSeconds);
+  figures.saturation.push(sat);
+  figures.cpuSaturation.push(
+    pids.map((_, i) => (((after2[i] ?? 0) - (before2[i] ?? 0)) / Math.max(1, sat.requests)) * 1000),
+  );
+  figures.rssLoad.push(peaks);
+  process.stderr.write(
+    `${name}: fixed ${round(fixed.rps, 0)} rps p50 ${round(fixed.p50, 3)} p90 ${round(fixed.p90, 3)} p99 ${round(fixed.p99, 3)} ms (errors ${fixed.errors}); ` +
+      `saturation ${round(sat.rps, 0)} rps (errors ${sat.errors}); RSS ${peaks.join('/')} MiB\n`,
+  );
+}
+
+/** One GET (fetch cannot set Host). */
+function probe(url: string, host: string | undefined): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: host === undefined ? {} : { host }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+  });
+}
+
+function medianOf(list: LatencyResult[], key: keyof LatencyResult): number {
+  return median(list.map((r) => r[key]));
+}
+
+function addedMedian(chain: ChainFigures, direct: ChainFigures, key: 'p50' | 'p90' | 'p99'): number {
+  return median(chain.fixed.map((r, i) => r[key] - (direct.fixed[i]?.[key] ?? NaN)));
+}
+
+function perProxy(list: number[][], i: number): number {
+  return median(list.map((row) => row[i] ?? NaN));
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-proxy-bench-'));
+  const mesh = createTestMesh();
+  const client = mesh.workload({ namespace: NS, serviceAccount: 'client' });
+  const server = mesh.workload({ namespace: NS, serviceAccount: 'app', dnsNames: ['app.bench.svc'] });
+  const stops: Array<() => Promise<void>> = [];
+  try {
+    const app = await startNginxApp(dir);
+    stops.push(() => app.stop());
+    const serverPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
+    const clientPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
+    const serverProxy = await startMeshfedProxy(
+      dir,
+      'app',
+      {
+        snapshot: JSON.stringify(
+          snapshot('app', mesh, {
+            inbound: {
+              ports: [{ port: 80, targetPort: app.port, protocol: 'http', mtls: 'STRICT' }],
+              defaultMtls: 'STRICT',
+              authorization: [],
+            },
+          }),
+        ),
+        cert: server.certChainPem,
+        key: server.keyPem,
+        roots: mesh.rootPem,
+      },
+      serverPorts,
+    );
+    stops.push(() => serverProxy.stop());
+    const clientProxy = await startMeshfedProxy(
+      dir,
+      'client',
+      {
+        snapshot: JSON.stringify(
+          snapshot('client', mesh, {
+            outbound: {
+              services: [
+                {
+                  host: `app.${NS}.svc.cluster.local`,
+                  name: 'app',
+                  namespace: NS,
+                  aliases: ['app'],
+                  ports: [{ name: 'http', port: 80, protocol: 'http' }],
+                  http: [],
+                  tcp: [],
+                  locality: { preferLocalZone: true, pinnedToZone: false },
+                  clusters: [
+                    {
+                      subset: '_',
+                      trafficPolicy: H2 ? { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } : {},
+                      endpoints: [
+                        {
+                          address: '127.0.0.1',
+                          port: serverPorts.inbound,
+                          via: 'sidecar',
+                          zone: 'zone-a',
+                          weight: 1,
+                          healthy: true,
+                          labels: { app: 'app' },
+                          workload: 'app',
+                          identities: [`spiffe://cluster.local/ns/${NS}/sa/app`],
+                        },
+                      ],
+                    },
+                  ],
+                },
+              ],
+            },
+          }),
+        ),
+        cert: client.certChainPem,
+        key: client.keyPem,
+        roots: mesh.rootPem,
+      },
+      clientPorts,
+    );
+    stops.push(() => clientProxy.stop());
+    const chain = await startNginxChain(dir, app.port, {
+      rootPem: mesh.rootPem,
+      client,
+      server,
+      serverName: 'app.bench.svc',
+    });
+    stops.push(() => chain.stop());
+
+    const targets = [
+      { name: 'direct', url: `http://127.0.0.1:${app.port}/`, host: undefined, pids: [] as number[] },
+      {
+        name: 'meshfed',
+        url: `http://127.0.0.1:${clientPorts.outbound}/`,
+        host: 'app',
+        pids: [clientProxy.pid, serverProxy.pid],
+      },
+      {
+        name: 'nginx',
+        url: `http://127.0.0.1:${chain.client.port}/`,
+        host: undefined,
+        pids: [chain.client.pid, chain.server.pid],
+      },
+    ];
+    for (const t of targets) {
+      const status = await probe(t.url, t.host);
+      if (status !== 200) throw new Error(`${t.name} answers ${status}`);
+    }
+    const rssIdle = {
+      meshfed: [rssMiB(clientProxy.pid), rssMiB(serverProxy.pid)],
+      nginx: [rssMiB(chain.client.pid), rssMiB(chain.server.pid)],
+    };
+    // Warm-up: JIT, connection pools, TLS sessions.
+    for (const t of targets) await wrk(t.url, t.host, 3, CONNECTIONS);
+
+    const figures: Record<string, ChainFigures> = {};
+    for (const t of targets)
+      figures[t.name] = { fixed: [], saturation: [], cpuFixed: [], cpuSaturation: [], rssLoad: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const t of targets) {
+        const f = figures[t.name];
+        if (f !== undefined) await measure(`round ${r + 1} ${t.name}`, t.url, t.host, t.pids, f);
+      }
+    }
+
+    const direct = figures.direct as ChainFigures;
+    const chainFigures = (name: string, f: ChainFigures, idle: number[]): Record<string, unknown> => ({
+      p50Ms: round(medianOf(f.fixed, 'p50'), 3),
+      p90Ms: round(medianOf(f.fixed, 'p90'), 3),
+      p99Ms: round(medianOf(f.fixed, 'p99'), 3),
+      // Added latency is taken round by round (chain minus direct, measured minutes apart at most), then the median.
+      addedP50Ms: round(addedMedian(f, direct, 'p50'), 3),
+      addedP90Ms: round(addedMedian(f, direct, 'p90'), 3),
+      addedP99Ms: round(addedMedian(f, direct, 'p99'), 3),
+      fixedRateErrors: f.fixed.reduce((s, x) => s + x.errors, 0),
+      maxRps: round(medianOf(f.saturation, 'rps'), 0),
+      saturationErrors: f.saturation.reduce((s, x) => s + x.errors, 0),
+      cpuSecondsPer1kRequests: {
+        client: round(perProxy(f.cpuFixed, 0), 4),
+        server: round(perProxy(f.cpuFixed, 1), 4),
+      },
+      cpuSecondsPer1kRequestsAtSaturation: {
+        client: round(perProxy(f.cpuSaturation, 0), 4),
+        server: round(perProxy(f.cpuSaturation, 1), 4),
+      },
+      rssIdleMiB: { client: idle[0], server: idle[1] },
+      rssLoadMiB: { client: perProxy(f.rssLoad, 0), server: perProxy(f.rssLoad, 1) },
+      name,
+    });
+    const meshfed = chainFigures('meshfed', figures.meshfed as ChainFigures, rssIdle.meshfed);
+    const nginx = chainFigures('nginx', figures.nginx as ChainFigures, rssIdle.nginx);
+    const saturationRatio = round((meshfed.maxRps as number) / (nginx.maxRps as number), 3);
+    const cpu = meshfed.cpuSecondsPer1kRequests as { client: number; server: number };
+    const rssLoad = meshfed.rssLoadMiB as { client: number; server: number };
+    const result = {
+      bench: 'proxy',
+      node: process.version,
+      cpus: os.cpus().length,
+      rounds: ROUNDS,
+      secondsPerRun: SECONDS,
+      fixedRateRps: RATE,
+      wrkConnections: CONNECTIONS,
+      proxyNodeArgs: NODE_ARGS,
+      proxyToProxy: H2 ? 'h2' : 'http/1.1',
+      loadAverage: os.loadavg().map((l) => round(l, 2)),
+      direct: {
+        p50Ms: round(medianOf(direct.fixed, 'p50'), 3),
+        p90Ms: round(medianOf(direct.fixed, 'p90'), 3),
+        p99Ms: round(medianOf(direct.fixed, 'p99'), 3),
+        maxRps: round(medianOf(direct.saturation, 'rps'), 0),
+      },
+      meshfed,
+      nginx,
+      saturationVsNginx: saturationRatio,
+      targets: {
+        addedP99Ms: { target: 1, value: meshfed.addedP99Ms, met: (meshfed.addedP99Ms as number) <= 1 },
+        cpuPer1kRpsPerProxy: {
+          target: 0.2,
+          value: Math.max(cpu.client, cpu.server),
+          met: Math.max(cpu.client, cpu.server) <= 0.2,
+        },
+        rssUnderLoadMiB: {
+          target: 60,
+          value: Math.max(rssLoad.client, rssLoad.server),
+          met: Math.max(rssLoad.client, rssLoad.server) <= 60,
+        },
+        saturationVsNginx: { target: 0.5, value: saturationRatio, met: saturationRatio >= 0.5 },
+      },
+    };
+    process.stdout.write(JSON.stringify(result) + '\n');
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `proxy bench failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+  );
+  process.exit(1);
+});

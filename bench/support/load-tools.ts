@@ -1,0 +1,123 @@
+/**
+ * The data-plane benchmark's load generators: wrk (Debian) for saturation,
+ * and for a fixed request rate the open-loop generator in
+ * fixed-rate-client.ts, run as its own process (wrk2 is not in Debian, and
+ * `hey -q` starts every worker on the same tick, so 1,000 rps arrives as
+ * bursts of 20 every 20 ms — it measures queueing behind the burst, not
+ * per-request latency). Plus CPU and RSS of a process from /proc.
+ */
+
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+export interface LatencyResult {
+  rps: number;
+  requests: number;
+  errors: number;
+  /** Milliseconds. */
+  p50: number;
+  p90: number;
+  p99: number;
+}
+
+function run(command: string, args: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${command} ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+function toMs(value: string, unit: string): number {
+  const n = Number(value);
+  switch (unit) {
+    case 'us':
+      return n / 1000;
+    case 'ms':
+      return n;
+    case 's':
+      return n * 1000;
+    default:
+      return NaN;
+  }
+}
+
+/** wrk at saturation: `connections` keep-alive connections from one thread. */
+export async function wrk(
+  url: string,
+  host: string | undefined,
+  seconds: number,
+  connections = 64,
+): Promise<LatencyResult> {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency'];
+  if (host !== undefined) args.push('-H', `Host: ${host}`);
+  args.push(url);
+  const out = await run('wrk', args, (seconds + 30) * 1000);
+  const pct = (p: string): number => {
+    const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s)`, 'm').exec(out);
+    return m === null ? NaN : toMs(m[1] ?? '', m[2] ?? '');
+  };
+  const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
+  const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const errors =
+    non2xx + (socketErrors === null ? 0 : socketErrors.slice(1).reduce((s, v) => s + Number(v), 0));
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? NaN),
+    requests,
+    errors,
+    p50: pct('50'),
+    p90: pct('90'),
+    p99: pct('99'),
+  };
+}
+
+/** The open-loop fixed-rate generator (fixed-rate-client.js next to this file). */
+export async function fixedRate(
+  url: string,
+  host: string | undefined,
+  rate: number,
+  seconds: number,
+): Promise<LatencyResult> {
+  const script = fileURLToPath(new URL('./fixed-rate-client.js', import.meta.url));
+  const out = await run(
+    process.execPath,
+    [script, url, host ?? '-', String(rate), String(seconds), '1'],
+    (seconds + 60) * 1000,
+  );
+  const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as LatencyResult;
+  return r;
+}
+
+/** User + system CPU seconds a process has used (Linux /proc, USER_HZ = 100). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return NaN;
+  }
+}
+
+/** Largest RSS (MiB) seen while `work` runs, sampled every 100 ms. */
+export async function peakRss<T>(
+  pids: number[],
+  sample: (pid: number) => number,
+  work: () => Promise<T>,
+): Promise<{ result: T; peaks: number[] }> {
+  const peaks = pids.map(() => 0);
+  const timer = setInterval(
+    () => pids.forEach((pid, i) => (peaks[i] = Math.max(peaks[i] ?? 0, sample(pid) || 0))),
+    100,
+  );
+  try {
+    const result = await work();
+    pids.forEach((pid, i) => (peaks[i] = Math.max(peaks[i] ?? 0, sample(pid) || 0)));
+    return { result, peaks };
+  } finally {
+    clearInterval(timer);
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * Bearer tokens of a control plane: the signing key (kept in the store, so
+ * all replicas verify each other's tokens), issuing with a record per token
+ * (never the token itself), revocation followed through a store watch, and
+ * the admin token file. A zone CP also trusts tokens signed by global's key
+ * (`addVerificationKey`), so one admin token works across the mesh.
+ */
+
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import type { IncomingMessage } from 'node:http';
+import { ErrorCodes, MeshError, isMeshError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Authenticator, Principal } from '../api/auth.js';
+import { bearerToken } from '../api/auth.js';
+import type { Store, Watch } from '../store/store.js';
+import { TokenIssuer, TokenVerifier, type TokenClaims, type TokenKind } from '../token/token.js';
+import {
+  INTERNAL_API_VERSION,
+  SECRET_KIND,
+  TOKEN_KEY_SECRET,
+  TOKEN_RECORD_KIND,
+  secretResource,
+} from './internal-kinds.js';
+
+/** Token kinds that authenticate REST API callers; only admin may write. */
+export const API_TOKEN_KINDS: readonly TokenKind[] = ['admin', 'readonly'];
+
+export interface IssueOptions {
+  ttlSeconds?: number;
+  zone?: string;
+  ext?: Record<string, string>;
+}
+
+export interface IssuedToken {
+  token: string;
+  claims: TokenClaims;
+}
+
+export class TokenService implements Authenticator {
+  /** Ids of revoked tokens, kept current by a watch on the token records. */
+  private readonly revoked = new Set<string>();
+  private readonly issuer: TokenIssuer;
+  private readonly verificationKeys: KeyObject[];
+  private verifier: TokenVerifier;
+  private watch: Watch | undefined;
+  private closed = false;
+
+  private constructor(
+    private readonly store: Store,
+    signingKey: KeyObject,
+    private readonly logger: Logger,
+  ) {
+    this.issuer = new TokenIssuer(signingKey);
+    this.verificationKeys = [createPublicKey(signingKey)];
+    this.verifier = this.buildVerifier();
+  }
+
+  private buildVerifier(): TokenVerifier {
+    return new TokenVerifier([...this.verificationKeys], (jti) => this.revoked.has(jti));
+  }
+
+  /** The public key tokens issued here verify with (a zone receives global's over KDS). */
+  get publicKeyPem(): string {
+    const [own] = this.verificationKeys;
+    return own === undefined ? '' : own.export({ type: 'spki', format: 'pem' }).toString();
+  }
+
+  /** Also accept tokens signed by another issuer's key (PEM). Idempotent. */
+  addVerificationKey(publicKeyPem: string): void {
+    const key = createPublicKey(publicKeyPem);
+    const der = key.export({ type: 'spki', format: 'der' });
+    if (this.verificationKeys.some((k) => k.export({ type: 'spki', format: 'der' }).equals(der))) return;
+    this.verificationKeys.push(key);
+    this.verifier = this.buildVerifier();
+  }
+
+  /** Verifies a token of one of `kinds`; throws TOKEN_INVALID with the reason. */
+  verify(token: string, kinds: readonly TokenKind[]): TokenClaims {
+    return this.verifier.verify(token, { kinds: [...kinds] });
+  }
+
+  /** Loads (or creates, once across replicas) the signing key and starts following revocations. */
+  static async open(store: Store, logger: Logger): Promise<TokenService> {
+    const service = new TokenService(store, await ensureSigningKey(store), logger);
+    await service.followRevocations();
+    return service;
+  }
+
+  authenticate(req: IncomingMessage): Principal {
+    const claims = this.verify(bearerToken(req), API_TOKEN_KINDS);
+    return { kind: claims.kind, subject: claims.sub, tokenId: claims.jti, canWrite: claims.kind === 'admin' };
+  }
+
+  /** Issues a token and records it (never the token itself) so it can be listed and revoked. */
+  async issue(kind: TokenKind, subject: string, options: IssueOptions = {}): Promise<IssuedToken> {
+    const issued = this.issuer.issue({ kind, sub: subject, ...options });
+    await this.store.create({
+      apiVersion: INTERNAL_API_VERSION,
+      kind: TOKEN_RECORD_KIND,
+      metadata: { name: tokenRecordName(issued.claims.jti) },
+      spec: {
+        jti: issued.claims.jti,
+        kind,
+        subject,
+        ...(options.zone === undefined ? {} : { zone: options.zone }),
+        ...(options.ext === undefined ? {} : { ext: options.ext }),
+        createdAt: new Date(issued.claims.iat * 1000).toISOString(),
+        ...(issued.claims.exp === undefined
+          ? {}
+          : { expiresAt: new Date(issued.claims.exp * 1000).toISOString() }),
+        revoked: false,
+      },
+    });
+    return issued;
+  }
+
+  async revoke(tokenId: string): Promise<void> {
+    const key = { kind: TOKEN_RECORD_KIND, namespace: '', name: tokenRecordName(tokenId) };
+    const record = await this.store.get(key);
+    if (record === undefined) throw new MeshError(ErrorCodes.NOT_FOUND, `no token with id ${tokenId}`);
+    if (record.spec.revoked === true) return;
+    await this.store.update(
+      { ...record, spec: { ...record.spec, revoked: true, revokedAt: new Date().toISOString() } },
+      { expectedResourceVersion: record.metadata.resourceVersion },
+    );
+    // Effective at once on this replica; others learn it through their watch.
+    this.revoked.add(tokenId);
+  }
+
+  /**
+   * Makes sure `path` holds a valid admin token: an existing one is kept (so
+   * restarts don't break scripts that read it), otherwise a new one is
+   * written with mode 0600.
+   */
+  async ensureAdminTokenFile(path: string): Promise<void> {
+    const current = await readFile(path, 'utf8').then(
+      (text) => text.trim(),
+      () => undefined,
+    );
+    if (current !== undefined) {
+      try {
+        this.verify(current, ['admin']);
+        await chmod(path, 0o600);
+        return;
+      } catch (err) {
+        if (!isMeshError(err)) throw err;
+        this.logger.warn('admin token file holds no valid admin token; writing a new one', {
+          path,
+          reason: err.message,
+        });
+      }
+    }
+    const { token } = await this.issue('admin', 'bootstrap-admin');
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, token + '\n', { mode: 0o600 });
+    await rename(tmp, path);
+    this.logger.info('wrote the admin token', { path });
+  }
+
+  close(): void {
+    this.closed = true;
+    this.watch?.close();
+  }
+
+  private async followRevocations(): Promise<void> {
+    const initial = await this.store.list({ kind: TOKEN_RECORD_KIND });
+    for (const record of initial.items) {
+      if (record.spec.revoked === true) this.revoked.add(jtiOf(record));
+    }
+    if (this.closed) return;
+    this.watch = this.store.watch(
+      { kind: TOKEN_RECORD_KIND, fromRevision: initial.revision },
+      {
+        onEvent: (event) => {
+          if (event.object.spec.revoked === true) this.revoked.add(jtiOf(event.object));
+        },
+        onError: (err) => {
+          if (this.closed) return;
+          this.logger.warn('token revocation watch ended; relisting', { err });
+          // Relist so a revocation missed while the watch was down still takes effect.
+          const retry = setTimeout(() => {
+            this.followRevocations().catch((e: unknown) =>
+              this.logger.error('revocation relist failed', { err: e }),
+            );
+          }, 1000);
+          retry.unref();
+        },
+      },
+    );
+  }
+}
+
+async function ensureSigningKey(store: Store): Promise<KeyObject> {
+  const key = { kind: SECRET_KIND, namespace: '', name: TOKEN_KEY_SECRET };
+  const existing = await store.get(key);
+  if (existing !== undefined) return createPrivateKey(String(existing.spec.keyPem));
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  try {
+    await store.create(secretResource(TOKEN_KEY_SECRET, { keyPem }));
+    return privateKey;
+  } catch (err) {
+    // Another replica won the race: use its key so tokens verify everywhere.
+    if (!isMeshError(err, ErrorCodes.ALREADY_EXISTS)) throw err;
+    const winner = await store.get(key);
+    if (winner === undefined) throw err;
+    return createPrivateKey(String(winner.spec.keyPem));
+  }
+}
+
+/**
+ * Store name of a token's record. A jti is base64url (upper case, `_`),
+ * which Kubernetes object names refuse; its bytes in hex are a valid
+ * DNS-1123 name in every store.
+ */
+export function tokenRecordName(jti: string): string {
+  return `token-${Buffer.from(jti, 'base64url').toString('hex')}`;
+}
+
+/** The token id a record stands for (records written before `spec.jti` existed are named by it). */
+export function jtiOf(record: { metadata: { name: string }; spec: Record<string, unknown> }): string {
+  return typeof record.spec.jti === 'string' ? record.spec.jti : record.metadata.name;
+}

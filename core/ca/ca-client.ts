@@ -1,0 +1,128 @@
+/**
+ * The client side of `meshfed.ca.v1.CertificateAuthority/Sign`: send a CSR
+ * for a key generated here (the private key never leaves), get back the
+ * chain, the trust bundle and the identity the zone placed in the
+ * certificate. Used by the proxy, the east-west gateway and the VM agent.
+ */
+
+import type { KeyObject } from 'node:crypto';
+import type { Client, ServiceError } from '@grpc/grpc-js';
+import { ErrorCodes, MeshError } from '../errors.js';
+import { buildCsr } from '../pki/csr.js';
+import { loadService } from './grpc-service.js';
+import {
+  meshErrorFromGrpc,
+  zoneCallMetadata,
+  zoneChannelCredentials,
+  zoneChannelOptions,
+  type ZoneCredential,
+} from './zone-channel.js';
+
+export const CA_SERVICE = 'meshfed.ca.v1.CertificateAuthority';
+
+export interface CertificateRequest {
+  /** The zone CP's gRPC address, host:port. */
+  address: string;
+  /** PEM roots the zone CP's server certificate must chain to (its trust bundle). */
+  caPem: string;
+  /** Proves who the caller is: a token, or the current certificate and its key (renewal). */
+  credential: ZoneCredential;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+  /** Requested lifetime; the CA may shorten it. Default: the CA's (1 h). */
+  ttlSeconds?: number;
+  /** Give up after this long. Default 10 s. */
+  timeoutMs?: number;
+}
+
+export interface IssuedCertificate {
+  /** Leaf first, then intermediates, as one PEM text. */
+  certChainPem: string;
+  /** The roots to trust, as one PEM text (two during a root rotation). */
+  trustBundlePem: string;
+  /** The identity the zone put in the certificate. */
+  spiffeId: string;
+  notAfter: Date;
+  /** Upper-case hex. */
+  serial: string;
+}
+
+/** The wire shape of SignResponse (proto-loader, keepCase, longs as strings). */
+interface SignResponseWire {
+  cert_chain_pem?: string[];
+  trust_bundle_pem?: string[];
+  spiffe_id?: string;
+  not_after?: string | number;
+  serial?: string;
+}
+
+type UnaryCall = (
+  request: unknown,
+  metadata: unknown,
+  options: { deadline: Date },
+  callback: (err: ServiceError | null, response?: SignResponseWire) => void,
+) => void;
+
+/**
+ * Asks the zone CA for a certificate. Rejects with a MeshError whose code
+ * follows the gRPC status (UNAUTHENTICATED, FORBIDDEN, INVALID_ARGUMENT,
+ * UNAVAILABLE) and whose message carries the zone's reason.
+ */
+export async function requestCertificate(request: CertificateRequest): Promise<IssuedCertificate> {
+  const ttl = request.ttlSeconds ?? 0;
+  if (!Number.isSafeInteger(ttl) || ttl < 0 || ttl > 0xffffffff) {
+    throw new MeshError(ErrorCodes.INVALID_ARGUMENT, 'ttlSeconds must be a whole number of seconds');
+  }
+  const csrPem = buildCsr(request.privateKey, request.publicKey);
+  const { Client: CaClient } = loadService('ca.proto', CA_SERVICE);
+  const client: Client = new CaClient(
+    request.address,
+    zoneChannelCredentials(request.caPem, request.credential),
+    {
+      ...zoneChannelOptions(),
+      // One short-lived channel per request: renewals are rare, and a fresh
+      // channel picks up a renewed client certificate.
+      'grpc.use_local_subchannel_pool': 1,
+    },
+  );
+  try {
+    const sign = (client as unknown as { Sign: UnaryCall }).Sign.bind(client);
+    const response = await new Promise<SignResponseWire>((resolve, reject) => {
+      sign(
+        { csr_pem: csrPem, ttl_seconds: ttl },
+        zoneCallMetadata(request.credential),
+        { deadline: new Date(Date.now() + (request.timeoutMs ?? 10_000)) },
+        (err, value) => {
+          if (err) reject(meshErrorFromGrpc(err, `certificate request to ${request.address} failed`));
+          else resolve(value ?? {});
+        },
+      );
+    });
+    return parseResponse(response);
+  } finally {
+    client.close();
+  }
+}
+
+function parseResponse(response: SignResponseWire): IssuedCertificate {
+  const chain = response.cert_chain_pem ?? [];
+  const bundle = response.trust_bundle_pem ?? [];
+  const notAfterSeconds = Number(response.not_after ?? 0);
+  if (chain.length === 0 || bundle.length === 0 || !response.spiffe_id || !(notAfterSeconds > 0)) {
+    throw new MeshError(
+      ErrorCodes.PKI,
+      'the zone CA answered without a chain, trust bundle, identity or expiry',
+    );
+  }
+  return {
+    certChainPem: chain.map(withNewline).join(''),
+    trustBundlePem: bundle.map(withNewline).join(''),
+    spiffeId: response.spiffe_id,
+    notAfter: new Date(notAfterSeconds * 1000),
+    serial: response.serial ?? '',
+  };
+}
+
+function withNewline(pem: string): string {
+  return pem.endsWith('\n') ? pem : pem + '\n';
+}

@@ -1,0 +1,325 @@
+/**
+ * One client connection through the gateway:
+ *
+ *   hello      read chunks until the ClientHello is complete (read timeout)
+ *   connecting route on the SNI, connect to a local endpoint (retry another
+ *              on failure: the client has received nothing yet, so it is safe)
+ *   piping     write the buffered hello, then pipe both ways with
+ *              backpressure, half-close and an idle timeout
+ *   closed
+ *
+ * The gateway never holds a key for the client's TLS session: the bytes it
+ * forwards are exactly the bytes it received.
+ */
+
+import net from 'node:net';
+import type { Logger } from '../core/log.js';
+import { ejectEndpoint, endpointConnected, type EndpointState } from './endpoint-state.js';
+import type { GatewayMetrics, RefusalReason } from './gateway-metrics.js';
+import type { ResolvedLimits } from './gateway-options.js';
+import { classifyMiss, type GatewayTable, type Route } from './gateway-table.js';
+import { pickLeastEjected } from './lb.js';
+import { ClientHelloReader } from './sni-parse.js';
+
+/** What a connection needs from the gateway that owns it. */
+export interface ConnectionHost {
+  readonly limits: ResolvedLimits;
+  readonly metrics: GatewayMetrics;
+  readonly logger: Logger;
+  /** The table in force when the hello completes (a snapshot may land meanwhile). */
+  currentTable(): GatewayTable | undefined;
+  /** Called exactly once, when the client socket has closed. */
+  connectionClosed(connection: GatewayConnection): void;
+}
+
+type Phase = 'hello' | 'connecting' | 'piping' | 'closed';
+
+/** TCP keep-alive probes find a peer that vanished (a zone's NAT dropped the flow) on long idle connections. */
+const KEEPALIVE_DELAY_MS = 60_000;
+
+export class GatewayConnection {
+  readonly client: net.Socket;
+  /** The connection's source IP, for the per-source limit. */
+  readonly source: string;
+  private phase: Phase = 'hello';
+  private reader: ClientHelloReader | undefined;
+  private route: Route | undefined;
+  private endpoint: EndpointState | undefined;
+  private upstream: net.Socket | undefined;
+  private readonly tried: EndpointState[] = [];
+  private countedIn = 0;
+  private countedOut = 0;
+
+  constructor(
+    private readonly host: ConnectionHost,
+    client: net.Socket,
+    source: string,
+  ) {
+    this.client = client;
+    this.source = source;
+  }
+
+  /** Destination service while connecting or piping, for logs and tests. */
+  get service(): string | undefined {
+    return this.route?.service;
+  }
+
+  get state(): Phase {
+    return this.phase;
+  }
+
+  start(): void {
+    const client = this.client;
+    this.reader = new ClientHelloReader({ maxHelloBytes: this.host.limits.maxHelloBytes });
+    client.setTimeout(this.host.limits.helloTimeoutMs);
+    client.on('data', this.onHelloData);
+    client.on('end', this.onHelloEnd);
+    client.on('timeout', this.onClientTimeout);
+    client.on('error', this.onClientError);
+    client.on('close', this.onClientClose);
+  }
+
+  /** Cut the connection now (drain deadline, destroy()). */
+  destroy(): void {
+    this.upstream?.destroy();
+    this.client.destroy();
+  }
+
+  /** Adds the bytes moved since the last call to the byte counters (at close and at scrape). */
+  flushBytes(metrics: GatewayMetrics): void {
+    if (this.route === undefined || this.upstream === undefined) return;
+    const bytesIn = this.client.bytesRead;
+    const bytesOut = this.client.bytesWritten;
+    if (bytesIn > this.countedIn) metrics.bytesIn += bytesIn - this.countedIn;
+    if (bytesOut > this.countedOut) metrics.bytesOut += bytesOut - this.countedOut;
+    this.countedIn = bytesIn;
+    this.countedOut = bytesOut;
+  }
+
+  private readonly onHelloData = (chunk: Buffer): void => {
+    const reader = this.reader;
+    if (reader === undefined) return;
+    const result = reader.push(chunk);
+    if (result.status === 'need-more') return;
+    // Hold further bytes in the kernel until the upstream is ready to take them.
+    this.client.pause();
+    this.client.off('data', this.onHelloData);
+    this.client.off('end', this.onHelloEnd);
+    if (result.status === 'error') {
+      this.refuse(result.reason, result.detail);
+      return;
+    }
+    if (result.serverName === undefined) {
+      this.refuse('no-sni', 'the ClientHello has no server_name');
+      return;
+    }
+    this.routeTo(result.serverName);
+  };
+
+  private readonly onHelloEnd = (): void => {
+    this.refuse('hello-incomplete', 'the client closed before completing its ClientHello');
+  };
+
+  private routeTo(serverName: string): void {
+    const table = this.host.currentTable();
+    if (table === undefined) {
+      this.refuse('not-ready', 'no routing table');
+      return;
+    }
+    const route = table.routes.get(serverName);
+    if (route === undefined) {
+      this.refuse(classifyMiss(table, serverName), serverName);
+      return;
+    }
+    if (route.endpoints.length === 0) {
+      this.refuse('no-healthy-endpoint', serverName);
+      return;
+    }
+    this.route = route;
+    this.phase = 'connecting';
+    // The hello timer is done; from here the client's socket timer is the idle timeout.
+    this.client.setTimeout(this.host.limits.idleTimeoutMs);
+    this.connectNext();
+  }
+
+  private connectNext(): void {
+    const route = this.route;
+    if (route === undefined || this.phase !== 'connecting') return;
+    const endpoint =
+      route.lb.pick(route.endpoints, Date.now(), this.tried) ?? pickLeastEjected(route.endpoints, this.tried);
+    if (endpoint === undefined) {
+      this.refuse('upstream-unavailable', `every endpoint of ${route.sni} failed to connect`);
+      return;
+    }
+    this.tried.push(endpoint);
+    endpoint.active++;
+    this.endpoint = endpoint;
+    const upstream = net.connect({
+      host: endpoint.address,
+      port: endpoint.port,
+      allowHalfOpen: true,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
+    });
+    this.upstream = upstream;
+    upstream.setTimeout(this.host.limits.connectTimeoutMs);
+    upstream.once('connect', this.onUpstreamConnect);
+    upstream.on('timeout', this.onUpstreamTimeout);
+    upstream.on('error', this.onUpstreamError);
+    upstream.on('close', this.onUpstreamClose);
+  }
+
+  private readonly onUpstreamConnect = (): void => {
+    const upstream = this.upstream;
+    const route = this.route;
+    const endpoint = this.endpoint;
+    if (
+      upstream === undefined ||
+      route === undefined ||
+      endpoint === undefined ||
+      this.phase !== 'connecting'
+    ) {
+      return;
+    }
+    endpointConnected(endpoint);
+    upstream.setTimeout(0);
+    this.phase = 'piping';
+    route.stats.forwarded++;
+    route.stats.active++;
+    const chunks = this.reader?.chunks ?? [];
+    this.reader = undefined;
+    const hello = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+    // The client stays paused (since its hello) until the upstream can take more.
+    const flowing = hello === undefined || hello.length === 0 || upstream.write(hello);
+    // The relay: backpressure both ways (stop reading a side while the other's
+    // send buffer is full), and with allowHalfOpen a FIN from one side
+    // half-closes the other. Hand-written rather than pipe(): same semantics,
+    // fewer listeners and checks per chunk.
+    const client = this.client;
+    client.on('data', this.onClientData);
+    client.on('end', this.onClientEnd);
+    client.on('drain', this.onClientDrain);
+    upstream.on('data', this.onUpstreamData);
+    upstream.on('end', this.onUpstreamEnd);
+    upstream.on('drain', this.onUpstreamDrain);
+    // A client that sent its FIN right behind the hello has ended already (Readable
+    // emits 'end' even while paused once its buffer is empty): pass the FIN on.
+    if (client.readableEnded) upstream.end();
+    else if (flowing) client.resume();
+  };
+
+  private readonly onClientData = (chunk: Buffer): void => {
+    if (this.upstream?.write(chunk) === false) this.client.pause();
+  };
+
+  private readonly onUpstreamData = (chunk: Buffer): void => {
+    if (!this.client.write(chunk)) this.upstream?.pause();
+  };
+
+  private readonly onUpstreamDrain = (): void => {
+    this.client.resume();
+  };
+
+  private readonly onClientDrain = (): void => {
+    this.upstream?.resume();
+  };
+
+  private readonly onClientEnd = (): void => {
+    this.upstream?.end();
+  };
+
+  private readonly onUpstreamEnd = (): void => {
+    this.client.end();
+  };
+
+  private readonly onUpstreamTimeout = (): void => {
+    if (this.phase === 'connecting') this.connectFailed(new Error('connect timed out'));
+  };
+
+  private readonly onUpstreamError = (err: Error): void => {
+    if (this.phase === 'connecting') {
+      this.connectFailed(err);
+      return;
+    }
+    this.host.logger.debug('upstream error', { err, endpoint: this.endpoint?.key });
+    this.client.destroy();
+  };
+
+  private readonly onUpstreamClose = (hadError: boolean): void => {
+    // A clean close means both directions ended and the client is finishing its
+    // writes; cutting it now would drop bytes still buffered for it.
+    if (this.phase === 'piping' && hadError) this.client.destroy();
+  };
+
+  private connectFailed(err: Error): void {
+    const upstream = this.upstream;
+    const endpoint = this.endpoint;
+    const route = this.route;
+    this.upstream = undefined;
+    this.endpoint = undefined;
+    if (upstream !== undefined) {
+      upstream.off('close', this.onUpstreamClose);
+      upstream.destroy();
+    }
+    if (endpoint === undefined || route === undefined) return;
+    endpoint.active--;
+    route.stats.connectFailures++;
+    this.host.metrics.ejections++;
+    const ejectedForMs = ejectEndpoint(endpoint, Date.now(), this.host.limits);
+    this.host.logger.warn('endpoint refused a connect; ejected', {
+      endpoint: endpoint.key,
+      workload: endpoint.workload,
+      service: route.service,
+      ejectedForMs,
+      err,
+    });
+    if (this.tried.length < this.host.limits.connectAttempts && this.tried.length < route.endpoints.length) {
+      this.connectNext();
+    } else {
+      this.refuse('upstream-unavailable', `no endpoint of ${route.sni} accepted a connection`);
+    }
+  }
+
+  private readonly onClientTimeout = (): void => {
+    if (this.phase === 'hello') {
+      this.refuse('hello-timeout', `no complete ClientHello within ${this.host.limits.helloTimeoutMs} ms`);
+      return;
+    }
+    this.host.logger.debug('idle timeout', { service: this.route?.service });
+    this.destroy();
+  };
+
+  private readonly onClientError = (err: Error): void => {
+    // A reset from the client: nothing to answer. The close handler cleans up.
+    this.host.logger.debug('client error', { err, source: this.source });
+    this.upstream?.destroy();
+  };
+
+  private readonly onClientClose = (hadError: boolean): void => {
+    const wasPiping = this.phase === 'piping';
+    const wasConnecting = this.phase === 'connecting';
+    this.phase = 'closed';
+    const upstream = this.upstream;
+    if (upstream !== undefined && (hadError || wasConnecting || !wasPiping)) upstream.destroy();
+    if (wasPiping && this.route !== undefined) {
+      this.flushBytes(this.host.metrics);
+      this.route.stats.active--;
+    }
+    if (this.endpoint !== undefined) {
+      this.endpoint.active--;
+      this.endpoint = undefined;
+    }
+    this.reader = undefined;
+    this.host.connectionClosed(this);
+  };
+
+  private refuse(reason: RefusalReason, detail: string): void {
+    if (this.phase === 'closed') return;
+    this.host.metrics.refusal(reason);
+    this.host.logger.debug('refused a connection', { reason, detail, source: this.source });
+    // Nothing was forwarded; the upstream (if any) never saw a byte of this client.
+    this.upstream?.destroy();
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,519 @@
+/**
+ * The gateway's TCP behaviour with raw ClientHellos and plain TCP upstreams
+ * that record every byte: split hellos, half-close both ways, backpressure,
+ * drain, timeouts, connection limits, least-connections balancing, passive
+ * ejection with retry, snapshot swaps and NACKs, readiness.
+ */
+
+import { afterEach, describe, expect, test } from '@jest/globals';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { isMeshError } from '../../core/errors.js';
+import type { GatewaySnapshot } from '../../core/mesh/snapshot.js';
+import { startGateway, type GatewayHandle, type GatewayOptions } from '../../eastwest-gateway/index.js';
+import { isListening } from '../common/ports.js';
+import { waitFor } from '../common/wait.js';
+import {
+  deadPort,
+  metricValue,
+  rawExchange,
+  startRecorder,
+  type Closable,
+  type RecordedConnection,
+  type RecorderServer,
+} from './gateway-fixtures.js';
+import { buildHelloMessage, frameRecords } from './hello-builder.js';
+
+const SNI = '_.9080.reviews.bookinfo.svc.mesh';
+const HELLO = frameRecords(buildHelloMessage({ serverName: SNI }));
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  while (cleanups.length > 0) await cleanups.pop()?.();
+});
+
+function track<T extends Closable>(thing: T): T {
+  cleanups.push(() => thing.close());
+  return thing;
+}
+
+function reviews(
+  ports: Array<number | { port: number; healthy?: boolean; address?: string }>,
+): GatewaySnapshot {
+  return {
+    type: 'gateway/v1',
+    zone: 'zone-b',
+    services: [
+      {
+        name: 'reviews',
+        namespace: 'bookinfo',
+        ports: [9080],
+        clusters: [
+          {
+            subset: '_',
+            endpoints: ports.map((p, i) => {
+              const e = typeof p === 'number' ? { port: p } : p;
+              return {
+                address: e.address ?? '127.0.0.1',
+                port: e.port,
+                healthy: e.healthy ?? true,
+                workload: `reviews-${i}`,
+              };
+            }),
+          },
+        ],
+      },
+    ],
+  };
+}
+
+async function gatewayWith(options: GatewayOptions): Promise<GatewayHandle> {
+  const gateway = await startGateway({
+    host: '127.0.0.1',
+    port: 0,
+    adminPort: 0,
+    processMetrics: false,
+    ...options,
+  });
+  cleanups.push(() => gateway.destroy());
+  return gateway;
+}
+
+interface Client {
+  socket: net.Socket;
+  received(): Buffer;
+  closed: Promise<void>;
+  isClosed(): boolean;
+  ended(): boolean;
+}
+
+/**
+ * A raw client through the gateway; `first` is written at once unless
+ * `dribble` (one byte per write). It answers a FIN with its own unless
+ * `keepOpen`, so a connection the gateway closes is seen closed.
+ */
+async function connect(
+  port: number,
+  first: Buffer = HELLO,
+  options: { dribble?: boolean; localAddress?: string; keepOpen?: boolean } = {},
+): Promise<Client> {
+  const socket = net.connect({
+    port,
+    host: '127.0.0.1',
+    allowHalfOpen: true,
+    noDelay: true,
+    ...(options.localAddress ? { localAddress: options.localAddress } : {}),
+  });
+  cleanups.push(() => void socket.destroy());
+  const chunks: Buffer[] = [];
+  let closed = false;
+  let ended = false;
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('end', () => {
+    ended = true;
+    if (!options.keepOpen) socket.end();
+  });
+  socket.on('error', () => undefined);
+  const closedPromise = new Promise<void>((resolve) =>
+    socket.on('close', () => {
+      closed = true;
+      resolve();
+    }),
+  );
+  await new Promise<void>((resolve, reject) => {
+    socket.once('connect', resolve);
+    socket.once('error', reject);
+  });
+  if (options.dribble) {
+    for (const byte of first) {
+      await new Promise<void>((resolve) => socket.write(Buffer.from([byte]), () => resolve()));
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  } else if (first.length > 0) {
+    socket.write(first);
+  }
+  return {
+    socket,
+    received: () => Buffer.concat(chunks),
+    closed: closedPromise,
+    isClosed: () => closed,
+    ended: () => ended,
+  };
+}
+
+async function acceptedBy(recorder: RecorderServer, count: number): Promise<RecordedConnection> {
+  await waitFor(() => recorder.accepted.length >= count, { what: `upstream connection #${count}` });
+  const c = recorder.accepted[count - 1];
+  if (c === undefined) throw new Error('no such connection');
+  return c;
+}
+
+describe('forwarding', () => {
+  test('a ClientHello written one byte per segment is routed and forwarded byte for byte', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port, HELLO, { dribble: true });
+    client.socket.write('after-hello');
+    const upstream = await acceptedBy(recorder, 1);
+    await waitFor(() => upstream.received().length === HELLO.length + 'after-hello'.length);
+    expect(upstream.received().equals(Buffer.concat([HELLO, Buffer.from('after-hello')]))).toBe(true);
+  });
+
+  test('client half-close: the FIN crosses, and the upstream can still answer', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port);
+    client.socket.end('request-body');
+    await client.closed;
+    // The recorder answers only after it saw the FIN, so this reply proves both directions of the half-close.
+    expect(client.received().toString()).toBe(`bye:${HELLO.length + 'request-body'.length}`);
+    expect(recorder.accepted[0]?.ended()).toBe(true);
+  });
+
+  test('upstream half-close: the client gets the FIN and can keep sending', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port, HELLO, { keepOpen: true });
+    const upstream = await acceptedBy(recorder, 1);
+    upstream.socket.end('server-done');
+    await waitFor(() => client.ended(), { what: 'the FIN at the client' });
+    expect(client.received().toString()).toBe('server-done');
+    client.socket.write('late-data');
+    await waitFor(() => upstream.received().toString('latin1').endsWith('late-data'), {
+      what: 'late data upstream',
+    });
+    client.socket.end();
+    await client.closed;
+  });
+
+  test('bulk data arrives intact both ways', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port);
+    const upstream = await acceptedBy(recorder, 1);
+    const up = randomBytes(8 * 1024 * 1024);
+    const down = randomBytes(8 * 1024 * 1024);
+    client.socket.write(up);
+    upstream.socket.write(down);
+    await waitFor(() => upstream.received().length === HELLO.length + up.length, { timeoutMs: 20_000 });
+    await waitFor(() => client.received().length === down.length, { timeoutMs: 20_000 });
+    const digest = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+    expect(digest(upstream.received().subarray(HELLO.length))).toBe(digest(up));
+    expect(digest(client.received())).toBe(digest(down));
+  });
+
+  test('backpressure: a client that stops reading stops the gateway reading from the upstream', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port);
+    const upstream = await acceptedBy(recorder, 1);
+    client.socket.pause();
+    const total = 96 * 1024 * 1024;
+    const block = Buffer.alloc(1024 * 1024, 0x5a);
+    for (let i = 0; i < total / block.length; i++) upstream.socket.write(block);
+    // Wait until the upstream's flushing settles (kernel buffers and the gateway's are full).
+    let last = -1;
+    let stable = 0;
+    await waitFor(
+      () => {
+        const flushed = total - upstream.socket.writableLength;
+        stable = flushed === last ? stable + 1 : 0;
+        last = flushed;
+        return stable >= 5;
+      },
+      { what: 'the upstream to stop flushing', timeoutMs: 20_000, intervalMs: 100 },
+    );
+    // Without backpressure the gateway would have read all 96 MiB into memory.
+    expect(total - upstream.socket.writableLength).toBeLessThan(48 * 1024 * 1024);
+    client.socket.resume();
+    await waitFor(() => client.received().length === total, {
+      timeoutMs: 30_000,
+      what: 'all bytes at the client',
+    });
+  });
+});
+
+describe('drain', () => {
+  test('close() stops accepting and reports not ready, but open connections finish', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port);
+    const upstream = await acceptedBy(recorder, 1);
+    const closed = gateway.close();
+    let closeDone = false;
+    void closed.then(() => (closeDone = true));
+    const ready = await fetch(`http://127.0.0.1:${gateway.adminPort}/ready`);
+    expect(ready.status).toBe(503);
+    expect(await ready.json()).toEqual({ ready: false, reason: 'draining' });
+    await waitFor(async () => !(await isListening(gateway.port)), { what: 'the listener to close' });
+    // The open connection still works both ways.
+    client.socket.write('during-drain');
+    await waitFor(() => upstream.received().toString('latin1').endsWith('during-drain'));
+    upstream.socket.write('reply');
+    await waitFor(() => client.received().toString() === 'reply');
+    expect(closeDone).toBe(false);
+    client.socket.end();
+    await client.closed;
+    await closed;
+    expect(client.received().toString()).toBe(`replybye:${HELLO.length + 'during-drain'.length}`);
+    expect(await isListening(gateway.adminPort)).toBe(false);
+  });
+
+  test('connections still open at the drain deadline are cut', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({
+      snapshot: reviews([recorder.port]),
+      limits: { drainTimeoutMs: 200 },
+    });
+    const client = await connect(gateway.port);
+    await acceptedBy(recorder, 1);
+    await gateway.close();
+    await client.closed;
+    expect(gateway.activeConnections).toBe(0);
+  });
+});
+
+describe('timeouts and limits', () => {
+  test('a ClientHello that does not complete in time is refused (hello-timeout)', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({
+      snapshot: reviews([recorder.port]),
+      limits: { helloTimeoutMs: 150 },
+    });
+    const client = await connect(gateway.port, HELLO.subarray(0, 20));
+    await client.closed;
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason: 'hello-timeout',
+      }),
+    ).toBe(1);
+    expect(recorder.accepted.length).toBe(0);
+  });
+
+  test('an idle connection is closed on both sides after the idle timeout', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]), limits: { idleTimeoutMs: 300 } });
+    const client = await connect(gateway.port);
+    const upstream = await acceptedBy(recorder, 1);
+    const upstreamClosed = new Promise((resolve) => upstream.socket.on('close', resolve));
+    await client.closed;
+    await upstreamClosed;
+    await waitFor(() => gateway.activeConnections === 0, { what: 'the gateway to drop the connection' });
+  });
+
+  test('per-source limit: the third connection from one address is refused, another address is not', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({
+      snapshot: reviews([recorder.port]),
+      limits: { maxConnectionsPerSource: 2 },
+    });
+    const a = await connect(gateway.port, HELLO.subarray(0, 10));
+    await connect(gateway.port, HELLO.subarray(0, 10));
+    await waitFor(() => gateway.activeConnections === 2);
+    const refused = await connect(gateway.port, HELLO.subarray(0, 10));
+    await refused.closed;
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason: 'limit-source',
+      }),
+    ).toBe(1);
+    const other = await connect(gateway.port, HELLO.subarray(0, 10), { localAddress: '127.0.0.2' });
+    await waitFor(() => gateway.activeConnections === 3, { what: 'a connection from 127.0.0.2' });
+    expect(other.isClosed()).toBe(false);
+    // A slot freed is a slot available again.
+    a.socket.destroy();
+    await waitFor(() => gateway.activeConnections === 2);
+    const again = await connect(gateway.port);
+    await waitFor(() => recorder.accepted.length === 1, { what: 'the new connection to be forwarded' });
+    expect(again.isClosed()).toBe(false);
+  });
+
+  test('total limit: connections over the limit are refused whatever their source', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]), limits: { maxConnections: 2 } });
+    await connect(gateway.port, HELLO.subarray(0, 10));
+    await connect(gateway.port, HELLO.subarray(0, 10), { localAddress: '127.0.0.2' });
+    await waitFor(() => gateway.activeConnections === 2);
+    const refused = await connect(gateway.port, HELLO, { localAddress: '127.0.0.3' });
+    await refused.closed;
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason: 'limit-total',
+      }),
+    ).toBe(1);
+    expect(recorder.accepted.length).toBe(0);
+  });
+});
+
+describe('load balancing and passive ejection', () => {
+  test('least connections spreads open connections evenly and fills the emptiest endpoint first', async () => {
+    const recorders = [
+      track(await startRecorder()),
+      track(await startRecorder()),
+      track(await startRecorder()),
+    ];
+    const gateway = await gatewayWith({ snapshot: reviews(recorders.map((r) => r.port)) });
+    const clients: Client[] = [];
+    for (let i = 0; i < 6; i++) {
+      clients.push(await connect(gateway.port));
+      await waitFor(() => recorders.reduce((n, r) => n + r.accepted.length, 0) === i + 1);
+    }
+    expect(recorders.map((r) => r.accepted.length)).toEqual([2, 2, 2]);
+    // Close both connections on the first endpoint: the next two go there.
+    const first = recorders[0] as RecorderServer;
+    for (const c of first.accepted) c.socket.destroy();
+    await waitFor(() => gateway.activeConnections === 4);
+    for (let i = 0; i < 2; i++) {
+      await connect(gateway.port);
+      await waitFor(() => first.accepted.length === 3 + i, {
+        what: `connection ${i} on the emptied endpoint`,
+      });
+    }
+    expect(recorders.map((r) => r.accepted.length)).toEqual([4, 2, 2]);
+  });
+
+  test('an endpoint that refuses connects is ejected, and the connection is retried on another', async () => {
+    const recorder = track(await startRecorder());
+    const dead = await deadPort();
+    const gateway = await gatewayWith({
+      snapshot: reviews([dead, recorder.port]),
+      lbPolicy: 'round-robin',
+      limits: { baseEjectionMs: 60_000 },
+    });
+    for (let i = 1; i <= 5; i++) {
+      const client = await connect(gateway.port);
+      client.socket.end('hi');
+      await client.closed;
+      expect(client.received().toString()).toBe(`bye:${HELLO.length + 2}`);
+    }
+    expect(recorder.accepted.length).toBe(5);
+    // One failed connect ejected the dead endpoint; round robin never tried it again.
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_upstream_connect_failures_total', {
+        service: 'reviews.bookinfo',
+      }),
+    ).toBe(1);
+    expect(await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total')).toBe(1);
+    const dump = (await (await fetch(`http://127.0.0.1:${gateway.adminPort}/config_dump`)).json()) as {
+      routes: Array<{ endpoints: Array<{ port: number; ejectedForMs: number }> }>;
+    };
+    const ejected = dump.routes[0]?.endpoints.find((e) => e.port === dead);
+    expect(ejected?.ejectedForMs).toBeGreaterThan(0);
+  });
+
+  test('when every endpoint refuses, the client is closed (upstream-unavailable)', async () => {
+    const gateway = await gatewayWith({ snapshot: reviews([await deadPort(), await deadPort()]) });
+    const result = await rawExchange(gateway.port, [HELLO]);
+    expect(result.received.length).toBe(0);
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason: 'upstream-unavailable',
+      }),
+    ).toBe(1);
+    expect(await metricValue(gateway.adminPort, 'meshfed_gateway_upstream_connect_failures_total')).toBe(2);
+  });
+
+  test('endpoints the zone reports unhealthy are never picked', async () => {
+    const healthy = track(await startRecorder());
+    const unhealthy = track(await startRecorder());
+    const gateway = await gatewayWith({
+      snapshot: reviews([{ port: unhealthy.port, healthy: false }, healthy.port]),
+    });
+    for (let i = 0; i < 4; i++) {
+      const client = await connect(gateway.port);
+      client.socket.end();
+      await client.closed;
+    }
+    expect(healthy.accepted.length).toBe(4);
+    expect(unhealthy.accepted.length).toBe(0);
+  });
+});
+
+describe('snapshots and readiness', () => {
+  test('before a snapshot the gateway is not ready and refuses (not-ready); after one it routes', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({});
+    const before = await fetch(`http://127.0.0.1:${gateway.adminPort}/ready`);
+    expect(before.status).toBe(503);
+    expect(await before.json()).toEqual({ ready: false, reason: 'no-snapshot' });
+    await (
+      await connect(gateway.port)
+    ).closed;
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason: 'not-ready',
+      }),
+    ).toBe(1);
+    gateway.applySnapshot(JSON.stringify(reviews([recorder.port])), 'v1');
+    expect((await fetch(`http://127.0.0.1:${gateway.adminPort}/ready`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${gateway.adminPort}/healthz/ready`)).status).toBe(200);
+    const client = await connect(gateway.port);
+    client.socket.end();
+    await client.closed;
+    expect(recorder.accepted.length).toBe(1);
+  });
+
+  test('an invalid snapshot is rejected naming the field, and the last good table stays', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const bad = reviews([recorder.port]) as unknown as {
+      services: Array<{ clusters: Array<{ endpoints: Array<{ port: unknown }> }> }>;
+    };
+    const endpoint = bad.services[0]?.clusters[0]?.endpoints[0];
+    if (endpoint) endpoint.port = 70000;
+    let error: unknown;
+    try {
+      gateway.applySnapshot(bad, 'v2');
+    } catch (err) {
+      error = err;
+    }
+    expect(isMeshError(error, 'MESHFED_ERR_VALIDATION')).toBe(true);
+    expect((error as { field?: string }).field).toBe('services[0].clusters[0].endpoints[0].port');
+    expect(() => gateway.applySnapshot('{not json')).toThrow(/not JSON/);
+    expect(() => gateway.applySnapshot({ type: 'sidecar/v1' })).toThrow(/type/);
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_snapshots_total', { result: 'rejected' }),
+    ).toBe(3);
+    const client = await connect(gateway.port);
+    client.socket.end();
+    await client.closed;
+    expect(recorder.accepted.length).toBe(1);
+    const dump = (await (await fetch(`http://127.0.0.1:${gateway.adminPort}/config_dump`)).json()) as {
+      version: string;
+    };
+    expect(dump.version).toBe('static');
+  });
+
+  test('a new snapshot moves new connections and leaves piping ones where they are', async () => {
+    const oldEndpoint = track(await startRecorder());
+    const newEndpoint = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([oldEndpoint.port]) });
+    const early = await connect(gateway.port);
+    const upstream = await acceptedBy(oldEndpoint, 1);
+    gateway.applySnapshot(reviews([newEndpoint.port]), 'v2');
+    const late = await connect(gateway.port);
+    late.socket.end();
+    await late.closed;
+    expect(newEndpoint.accepted.length).toBe(1);
+    early.socket.write('still-flowing');
+    await waitFor(() => upstream.received().toString('latin1').endsWith('still-flowing'));
+    early.socket.end();
+    await early.closed;
+    expect(oldEndpoint.accepted.length).toBe(1);
+  });
+});
+
+describe('options', () => {
+  test('bad limits and unknown policies are refused up front, naming the option', async () => {
+    await expect(startGateway({ port: 0, adminPort: 0, limits: { helloTimeoutMs: -5 } })).rejects.toThrow(
+      /limits\.helloTimeoutMs must be an integer/,
+    );
+    await expect(startGateway({ port: 0, adminPort: 0, lbPolicy: 'fastest' })).rejects.toThrow(
+      /unknown load-balancing policy "fastest"; known: least-conn, round-robin/,
+    );
+    await expect(startGateway({ port: 70000 })).rejects.toThrow(/port must be a port from 0 to 65535/);
+    await expect(startGateway({ port: 0, adminPort: 0, snapshot: { type: 'gateway/v1' } })).rejects.toThrow(
+      /zone/,
+    );
+  });
+});

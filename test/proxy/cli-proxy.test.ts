@@ -1,0 +1,179 @@
+/**
+ * `meshfed proxy` as a user runs it (the built CLI as a child process):
+ * static snapshot and certificate files, free ports reported in a ports
+ * file, traffic through it to a real server proxy, clear refusals of bad
+ * flags, graceful exit on SIGTERM.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli.js';
+import { waitFor } from '../common/wait.js';
+import {
+  createTestMesh,
+  keepAlive,
+  request,
+  sidecarEndpoint,
+  sidecarSnapshot,
+  startApp,
+  startTestProxy,
+  type TestApp,
+  type TestProxy,
+} from './proxy-harness.js';
+
+const mesh = createTestMesh();
+const NS = 'cli';
+const serverW = { workload: 'backend', namespace: NS };
+let dir: string;
+let app: TestApp;
+let server: TestProxy;
+let cli: RunningCli | undefined;
+
+beforeAll(async () => {
+  assertCliBuilt();
+  dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-proxy-cli-'));
+  app = await startApp('backend');
+  server = await startTestProxy(
+    mesh,
+    serverW,
+    sidecarSnapshot({
+      ...serverW,
+      roots: [mesh.rootPem],
+      inboundPorts: [{ port: 80, targetPort: app.port, protocol: 'http', mtls: 'STRICT' }],
+    }),
+  );
+  const creds = mesh.workload({ namespace: NS, serviceAccount: 'frontend' });
+  writeFileSync(path.join(dir, 'cert.pem'), creds.certChainPem);
+  writeFileSync(path.join(dir, 'key.pem'), creds.keyPem);
+  writeFileSync(path.join(dir, 'roots.pem'), creds.trustBundlePem);
+  writeFileSync(
+    path.join(dir, 'snapshot.json'),
+    JSON.stringify(
+      sidecarSnapshot({
+        workload: 'frontend',
+        namespace: NS,
+        roots: [mesh.rootPem],
+        services: [
+          {
+            name: 'backend',
+            namespace: NS,
+            clusters: [{ subset: '_', endpoints: [sidecarEndpoint(server.handle.ports.inbound, serverW)] }],
+          },
+        ],
+      }),
+    ),
+  );
+});
+
+afterAll(async () => {
+  keepAlive.destroy();
+  if (cli !== undefined && cli.child.exitCode === null) cli.child.kill('SIGKILL');
+  await server?.close();
+  await app?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('meshfed proxy', () => {
+  it('runs from files, serves traffic, reports its ports and drains on SIGTERM', async () => {
+    const portsFile = path.join(dir, 'ports.json');
+    cli = startCli(
+      [
+        'proxy',
+        '--workload',
+        'frontend',
+        '--namespace',
+        NS,
+        '--snapshot-file',
+        path.join(dir, 'snapshot.json'),
+        '--cert-file',
+        path.join(dir, 'cert.pem'),
+        '--key-file',
+        path.join(dir, 'key.pem'),
+        '--outbound-port',
+        '0',
+        '--inbound-port',
+        '0',
+        '--admin-port',
+        '0',
+        '--metrics-port',
+        '0',
+        '--ports-file',
+        portsFile,
+      ],
+      {
+        env: {
+          MESHFED_PROXY_TRUST_BUNDLE_FILE: path.join(dir, 'roots.pem'),
+          MESHFED_PROXY_ACCESS_LOG: 'true',
+        },
+      },
+    );
+    const ports = await waitFor(
+      () => {
+        try {
+          return JSON.parse(readFileSync(portsFile, 'utf8')) as {
+            outbound: number;
+            admin: number;
+            metrics: number;
+          };
+        } catch {
+          return undefined;
+        }
+      },
+      { what: `the ports file (stderr: ${cli.stderr()})` },
+    );
+    expect((await fetch(`http://127.0.0.1:${ports.admin}/ready`)).status).toBe(200);
+    const answer = await request(ports.outbound, 'backend', '/through-the-cli');
+    expect(answer.status).toBe(200);
+    expect(answer.body).toBe('backend\n');
+    await waitFor(() => cli?.stdout().includes('/through-the-cli') || undefined, {
+      what: 'the access log line on stdout',
+    });
+    expect((await fetch(`http://127.0.0.1:${ports.metrics}/stats/prometheus`)).status).toBe(200);
+    cli.child.kill('SIGTERM');
+    const result = await cli.exited;
+    expect(result.code).toBe(0);
+  });
+
+  it('refuses incomplete configuration with a message naming the flags', async () => {
+    const noConfig = await runCli(['proxy', '--workload', 'x', '--namespace', NS]);
+    expect(noConfig.code).not.toBe(0);
+    expect(noConfig.stderr).toMatch(/--snapshot-file|--mds-address/);
+    const halfCreds = await runCli([
+      'proxy',
+      '--snapshot-file',
+      path.join(dir, 'snapshot.json'),
+      '--cert-file',
+      path.join(dir, 'cert.pem'),
+    ]);
+    expect(halfCreds.code).not.toBe(0);
+    expect(halfCreds.stderr).toContain('--cert-file, --key-file and --trust-bundle-file go together');
+    const badTcp = await runCli(['proxy', '--tcp-port', 'db:5432']);
+    expect(badTcp.code).not.toBe(0);
+    expect(badTcp.stderr).toContain('service:port=localPort');
+    const badSnapshot = path.join(dir, 'bad.json');
+    writeFileSync(badSnapshot, JSON.stringify({ type: 'sidecar/v1' }));
+    const invalid = await runCli([
+      'proxy',
+      '--snapshot-file',
+      badSnapshot,
+      '--cert-file',
+      path.join(dir, 'cert.pem'),
+      '--key-file',
+      path.join(dir, 'key.pem'),
+      '--trust-bundle-file',
+      path.join(dir, 'roots.pem'),
+      '--admin-port',
+      '0',
+      '--metrics-port',
+      '0',
+      '--outbound-port',
+      '0',
+      '--inbound-port',
+      '0',
+    ]);
+    expect(invalid.code).not.toBe(0);
+    expect(invalid.stderr).toContain('proxy: must be an object');
+  });
+});

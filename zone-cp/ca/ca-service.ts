@@ -1,0 +1,150 @@
+/**
+ * `meshfed.ca.v1.CertificateAuthority/Sign`: authenticate the caller, take
+ * only the public key from its CSR, and sign a workload certificate for the
+ * identity the caller proved. The CSR's subject and extensions are never
+ * read, so a caller cannot ask its way into another identity.
+ */
+
+import {
+  status,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type { Logger } from '../../core/log.js';
+import { Counter, Histogram, type Registry } from '../../core/metrics.js';
+import { readCsr } from '../../core/pki/csr.js';
+import { formatSpiffeId } from '../../core/pki/spiffe.js';
+import { GrpcRefusal, toRefusal } from '../grpc-status.js';
+import type { CallerAuthenticator } from './caller-auth.js';
+import type { IssuanceLog } from './issuance-log.js';
+import type { ZoneCaKeeper } from './zone-ca-keeper.js';
+
+export const DEFAULT_WORKLOAD_TTL_SECONDS = 3600;
+export const DEFAULT_MAX_WORKLOAD_TTL_SECONDS = 24 * 3600;
+const MAX_CSR_LENGTH = 16 * 1024;
+
+export interface CaServiceOptions {
+  keeper: ZoneCaKeeper;
+  auth: CallerAuthenticator;
+  issuance: IssuanceLog;
+  registry: Registry;
+  logger: Logger;
+  /** Lifetime when the caller asks for none. Default 1 h. */
+  defaultTtlSeconds?: number;
+  /** Longest lifetime granted; longer requests are shortened. Default 24 h. */
+  maxTtlSeconds?: number;
+}
+
+interface SignRequestWire {
+  csr_pem?: string;
+  ttl_seconds?: number;
+}
+
+interface SignResponseWire {
+  cert_chain_pem: string[];
+  trust_bundle_pem: string[];
+  spiffe_id: string;
+  not_after: string;
+  serial: string;
+}
+
+export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImplementation {
+  const defaultTtl = options.defaultTtlSeconds ?? DEFAULT_WORKLOAD_TTL_SECONDS;
+  const maxTtl = options.maxTtlSeconds ?? DEFAULT_MAX_WORKLOAD_TTL_SECONDS;
+  const signatures = new Counter({
+    name: 'meshfed_zone_ca_signatures_total',
+    help: 'Sign requests answered by the workload CA, by result and credential kind.',
+    labelNames: ['result', 'via'],
+    registers: [options.registry],
+  });
+  const latency = new Histogram({
+    name: 'meshfed_zone_ca_sign_duration_seconds',
+    help: 'Time to authenticate and sign one workload certificate.',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5],
+    registers: [options.registry],
+  });
+
+  const sign = async (
+    call: ServerUnaryCall<SignRequestWire, SignResponseWire>,
+  ): Promise<SignResponseWire> => {
+    const caller = await options.auth.authenticate(call.metadata, call.getAuthContext());
+    if (caller.namespace === undefined || caller.serviceAccount === undefined) {
+      throw new GrpcRefusal(
+        status.PERMISSION_DENIED,
+        `a ${caller.via} cannot request a workload certificate: use a proxy token`,
+      );
+    }
+    const ca = options.keeper.ca;
+    const bundle = options.keeper.bundle;
+    if (ca === undefined || bundle === undefined) {
+      throw new GrpcRefusal(
+        status.UNAVAILABLE,
+        'the zone CA is not ready yet (waiting for its intermediate from global)',
+      );
+    }
+    const csrPem = call.request.csr_pem ?? '';
+    if (csrPem.length === 0 || csrPem.length > MAX_CSR_LENGTH) {
+      throw new GrpcRefusal(
+        status.INVALID_ARGUMENT,
+        `csr_pem must be a PEM CSR of at most ${MAX_CSR_LENGTH} bytes`,
+      );
+    }
+    let publicKey;
+    try {
+      ({ publicKey } = readCsr(csrPem));
+    } catch (err) {
+      throw new GrpcRefusal(status.INVALID_ARGUMENT, `CSR invalid: ${(err as Error).message}`);
+    }
+    const requested = Number(call.request.ttl_seconds ?? 0);
+    const ttlSeconds = requested > 0 ? Math.min(requested, maxTtl) : defaultTtl;
+    const spiffeId = formatSpiffeId({
+      trustDomain: ca.trustDomain,
+      namespace: caller.namespace,
+      serviceAccount: caller.serviceAccount,
+    });
+    const issued = ca.signWorkload(publicKey, { spiffeId, ttlSeconds });
+    options.issuance.record({
+      spiffeId,
+      serial: issued.serial,
+      // X.509 keeps whole seconds: record what the certificate says.
+      notAfter: new Date(Math.floor(issued.notAfter.getTime() / 1000) * 1000),
+      issuedAt: new Date(),
+      via: caller.via,
+      namespace: caller.namespace,
+      ...(caller.workload === undefined ? {} : { workload: caller.workload }),
+    });
+    // The chain stops below the root: the peer has the root from its bundle.
+    const chain = [issued.certPem, ...options.keeper.issuingChain];
+    signatures.inc({ result: 'issued', via: caller.via });
+    return {
+      cert_chain_pem: chain,
+      trust_bundle_pem: bundle.roots,
+      spiffe_id: spiffeId,
+      not_after: String(Math.floor(issued.notAfter.getTime() / 1000)),
+      serial: issued.serial,
+    };
+  };
+
+  return {
+    Sign(
+      call: ServerUnaryCall<SignRequestWire, SignResponseWire>,
+      callback: sendUnaryData<SignResponseWire>,
+    ) {
+      const stop = latency.startTimer();
+      sign(call).then(
+        (response) => {
+          stop();
+          callback(null, response);
+        },
+        (err: unknown) => {
+          const refusal = toRefusal(err);
+          if (refusal.code === status.INTERNAL) options.logger.error('Sign failed', { err });
+          else options.logger.debug('Sign refused', { code: refusal.code, reason: refusal.message });
+          signatures.inc({ result: status[refusal.code] ?? 'refused', via: 'unknown' });
+          callback(refusal.toStatus());
+        },
+      );
+    },
+  };
+}
