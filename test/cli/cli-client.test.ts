@@ -285,7 +285,8 @@ describe('meshfed CLI against a global control plane', () => {
     const created = await cli(['token', 'create', '--kind', 'readonly', '-o', 'json']);
     const issued = JSON.parse(created.stdout) as { token: string; id: string };
     const revoked = await cli(['token', 'revoke', issued.id]);
-    expect(revoked.code).toBe(0);
+    // stderr is part of the comparison so a failure says why the CLI refused.
+    expect({ code: revoked.code, stderr: revoked.stderr }).toEqual({ code: 0, stderr: '' });
     const denied = await cli(['get', 'vs'], {
       env: { MESHFED_TOKEN_FILE: undefined, MESHFED_TOKEN: issued.token },
     });
