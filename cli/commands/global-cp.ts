@@ -4,9 +4,10 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import type { GlobalCpOptions } from '../../global-cp/options.js';
-import { parseByteSize, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
+import { parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
 import { parseDuration } from '../../core/resource/duration.js';
+import { addRestServerOptions } from '../rest-server-options.js';
 
 /** A duration flag (`60s`, `5m`) in milliseconds. */
 function parseDurationMs(value: string): number {
@@ -70,8 +71,7 @@ export function globalCpOptionsFrom(flags: GlobalCpFlags): GlobalCpOptions {
 
 /** Register `global-cp` on the root program. */
 export function registerGlobalCpCommand(program: Command): void {
-  program
-    .command('global-cp')
+  addRestServerOptions(program.command('global-cp'))
     .description('run the global control plane (policy API, trust root, KDS zone sync, dashboard)')
     .addOption(
       new Option('--host <addr>', 'address the API binds to (default 127.0.0.1)')
@@ -112,17 +112,6 @@ export function registerGlobalCpCommand(program: Command): void {
       new Option('--trust-domain <domain>', 'trust domain of a new mesh root (default cluster.local)')
         .env('MESHFED_TRUST_DOMAIN')
         .argParser(parseTrustDomain),
-    )
-    .addOption(
-      new Option('--tls-cert <file>', 'serve the API over TLS with this certificate (PEM)').env(
-        'MESHFED_TLS_CERT',
-      ),
-    )
-    .addOption(new Option('--tls-key <file>', 'key of --tls-cert (PEM)').env('MESHFED_TLS_KEY'))
-    .addOption(
-      new Option('--max-body-bytes <bytes>', 'largest request body, e.g. 4Mi')
-        .env('MESHFED_MAX_BODY_BYTES')
-        .argParser(parseByteSize),
     )
     .addOption(
       new Option(

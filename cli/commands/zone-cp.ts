@@ -5,8 +5,9 @@ import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseDuration } from '../../core/resource/duration.js';
 import type { ZoneCpOptions } from '../../zone-cp/options.js';
-import { parseByteSize, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
+import { parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
+import { addRestServerOptions } from '../rest-server-options.js';
 
 interface ZoneCpFlags {
   zone: string;
@@ -190,8 +191,7 @@ function parseImage(value: string): string {
 
 /** Register `zone-cp` on the root program. */
 export function registerZoneCpCommand(program: Command): void {
-  program
-    .command('zone-cp')
+  addRestServerOptions(program.command('zone-cp'))
     .description('run a zone control plane (workload CA, discovery, config compiler, MDS, zone API)')
     .addOption(
       new Option('--zone <name>', "this zone's name, as global knows it")
@@ -312,17 +312,6 @@ export function registerZoneCpCommand(program: Command): void {
       new Option('--kube-audience <audiences>', 'audiences ServiceAccount tokens must carry, comma-separated')
         .env('MESHFED_KUBE_AUDIENCES')
         .argParser(parseList),
-    )
-    .addOption(
-      new Option('--tls-cert <file>', 'serve the REST API over TLS with this certificate (PEM)').env(
-        'MESHFED_TLS_CERT',
-      ),
-    )
-    .addOption(new Option('--tls-key <file>', 'key of --tls-cert (PEM)').env('MESHFED_TLS_KEY'))
-    .addOption(
-      new Option('--max-body-bytes <bytes>', 'largest request body, e.g. 4Mi')
-        .env('MESHFED_MAX_BODY_BYTES')
-        .argParser(parseByteSize),
     )
     .addOption(
       new Option(

@@ -41,6 +41,8 @@ export interface IssuedToken {
 export class TokenService implements Authenticator {
   /** Ids of revoked tokens, kept current by a watch on the token records. */
   private readonly revoked = new Set<string>();
+  private readonly revokedListeners = new Set<(jti: string) => void>();
+  private readonly resyncListeners = new Set<() => void>();
   private readonly issuer: TokenIssuer;
   private readonly verificationKeys: KeyObject[];
   private verifier: TokenVerifier;
@@ -126,7 +128,7 @@ export class TokenService implements Authenticator {
       { expectedResourceVersion: record.metadata.resourceVersion },
     );
     // Effective at once on this replica; others learn it through their watch.
-    this.revoked.add(tokenId);
+    this.markRevoked(tokenId);
   }
 
   /**
@@ -165,24 +167,49 @@ export class TokenService implements Authenticator {
     this.watch?.close();
   }
 
-  private async followRevocations(): Promise<void> {
+  /**
+   * Tells `listener` of every token revoked from now on, here or on another
+   * replica (a KDS server cuts that zone's stream). Returns an unsubscribe function.
+   */
+  onRevoked(listener: (jti: string) => void): () => void {
+    this.revokedListeners.add(listener);
+    return () => this.revokedListeners.delete(listener);
+  }
+
+  /**
+   * Tells `listener` after the revocation watch had a gap and the records
+   * were relisted: holders of long-lived sessions should re-verify them.
+   */
+  onRevocationResync(listener: () => void): () => void {
+    this.resyncListeners.add(listener);
+    return () => this.resyncListeners.delete(listener);
+  }
+
+  private markRevoked(jti: string): void {
+    if (this.revoked.has(jti)) return;
+    this.revoked.add(jti);
+    for (const listener of this.revokedListeners) listener(jti);
+  }
+
+  private async followRevocations(resync = false): Promise<void> {
     const initial = await this.store.list({ kind: TOKEN_RECORD_KIND });
     for (const record of initial.items) {
-      if (record.spec.revoked === true) this.revoked.add(jtiOf(record));
+      if (record.spec.revoked === true) this.markRevoked(jtiOf(record));
     }
+    if (resync) for (const listener of this.resyncListeners) listener();
     if (this.closed) return;
     this.watch = this.store.watch(
       { kind: TOKEN_RECORD_KIND, fromRevision: initial.revision },
       {
         onEvent: (event) => {
-          if (event.object.spec.revoked === true) this.revoked.add(jtiOf(event.object));
+          if (event.object.spec.revoked === true) this.markRevoked(jtiOf(event.object));
         },
         onError: (err) => {
           if (this.closed) return;
           this.logger.warn('token revocation watch ended; relisting', { err });
           // Relist so a revocation missed while the watch was down still takes effect.
           const retry = setTimeout(() => {
-            this.followRevocations().catch((e: unknown) =>
+            this.followRevocations(true).catch((e: unknown) =>
               this.logger.error('revocation relist failed', { err: e }),
             );
           }, 1000);

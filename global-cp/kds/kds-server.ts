@@ -15,9 +15,8 @@ import type { Logger } from '../../core/log.js';
 import type { Registry } from '../../core/metrics.js';
 import { Gauge } from '../../core/metrics.js';
 import type { TokenService } from '../../core/auth/token-service.js';
-import { TOKEN_RECORD_KIND } from '../../core/auth/internal-kinds.js';
 import type { CertificateAuthority } from '../../core/pki/ca.js';
-import type { Store, Watch } from '../../core/store/store.js';
+import type { Store } from '../../core/store/store.js';
 import { kdsChannelOptions, kdsServiceDefinition } from '../../core/kds/kds-grpc.js';
 import { KDS_STORE_ID_KIND, KDS_STORE_ID_NAME, internalResource } from '../../core/kds/kds-internal-kinds.js';
 import type { GlobalMessage, ZoneMessage } from '../../core/kds/kds-messages.js';
@@ -28,7 +27,6 @@ import { ZoneSession, type SessionContext } from './kds-session.js';
 import { resolveKdsSettings, type KdsSettings } from './kds-settings.js';
 import { issueKdsServerIdentity } from './kds-tls.js';
 import { ZoneRegistry } from './kds-zone-registry.js';
-import { jtiOf } from '../../core/auth/token-service.js';
 
 export interface KdsServerOptions {
   store: Store;
@@ -165,20 +163,25 @@ export async function startKdsServer(options: KdsServerOptions): Promise<KdsServ
     );
   });
 
-  const revocations = followRevocations(
-    store,
-    logger,
-    (jti) => {
-      for (const session of [...sessions.values()]) {
-        if (session.tokenId === jti) {
-          session.fail(new MeshError(ErrorCodes.TOKEN_INVALID, `the zone token ${jti} was revoked`), 'token');
-        }
+  // A revoked zone token ends its open stream at once, on every replica (the
+  // token service follows revocations through the store); after a gap in that
+  // watch, open streams re-verify their tokens.
+  const stopRevoked = options.tokens.onRevoked((jti) => {
+    for (const session of [...sessions.values()]) {
+      if (session.tokenId === jti) {
+        session.fail(new MeshError(ErrorCodes.TOKEN_INVALID, `the zone token ${jti} was revoked`), 'token');
       }
+    }
+  });
+  const stopResync = options.tokens.onRevocationResync(() => {
+    for (const session of [...sessions.values()]) session.recheckToken();
+  });
+  const revocations = {
+    close(): void {
+      stopRevoked();
+      stopResync();
     },
-    () => {
-      for (const session of [...sessions.values()]) session.recheckToken();
-    },
-  );
+  };
 
   server.addService(kdsServiceDefinition(), {
     Sync: (call: ServerDuplexStream<ZoneMessage, GlobalMessage>) => {
@@ -266,58 +269,4 @@ async function ensureStoreId(store: Store): Promise<string> {
     if (typeof winner?.spec.id !== 'string') throw err;
     return winner.spec.id;
   }
-}
-
-/**
- * Follows token records so a revoked zone token ends its open stream at
- * once, on every replica. After a gap (watch failure) open streams are
- * re-verified, since a revocation may have been missed.
- */
-function followRevocations(
-  store: Store,
-  logger: Logger,
-  onRevoked: (jti: string) => void,
-  onResync: () => void,
-): { close(): void } {
-  let watch: Watch | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  let closed = false;
-  const start = (resync: boolean): void => {
-    store
-      .currentRevision()
-      .then((revision) => {
-        if (closed) return;
-        if (resync) onResync();
-        watch = store.watch(
-          { kind: TOKEN_RECORD_KIND, fromRevision: revision },
-          {
-            onEvent: (event) => {
-              if (event.object.spec.revoked === true) onRevoked(jtiOf(event.object));
-            },
-            onError: (err) => {
-              if (closed) return;
-              logger.warn('KDS token revocation watch ended; restarting', { err });
-              retry();
-            },
-          },
-        );
-      })
-      .catch((err: unknown) => {
-        logger.warn('KDS token revocation watch could not start', { err });
-        retry();
-      });
-  };
-  const retry = (): void => {
-    if (closed) return;
-    timer = setTimeout(() => start(true), 1000);
-    timer.unref();
-  };
-  start(false);
-  return {
-    close() {
-      closed = true;
-      watch?.close();
-      if (timer !== undefined) clearTimeout(timer);
-    },
-  };
 }
