@@ -40,6 +40,8 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /src/dist ./dist
 # Loaded at run time from <package root>/core/proto (core/grpc/proto.ts).
 COPY core/proto ./core/proto
+# Served by global-cp's dashboard from <package root>/global-cp/dashboard/assets.
+COPY global-cp/dashboard/assets ./global-cp/dashboard/assets
 COPY deploy/scripts/cert-bootstrap.sh /usr/local/bin/meshfed-cert-bootstrap
 RUN chmod 0755 dist/cli/main.js /usr/local/bin/meshfed-cert-bootstrap \
   && ln -s /opt/meshfed/dist/cli/main.js /usr/local/bin/meshfed \

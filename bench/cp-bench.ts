@@ -28,8 +28,10 @@ const SERVICES = Number(process.env.BENCH_SERVICES ?? 1000);
 const PROXIES = Number(process.env.BENCH_PROXIES ?? 2000);
 const DEPS = 3;
 const CHANGES = Number(process.env.BENCH_CHANGES ?? 10);
-const SIGN_SECONDS = 5;
-const SIGN_CONCURRENCY = 64;
+const SIGN_SECONDS = Number(process.env.BENCH_SIGN_SECONDS ?? 5);
+const SIGN_CONCURRENCY = Number(process.env.BENCH_SIGN_CONCURRENCY ?? 64);
+/** BENCH_ONLY=ca: only the CA part (pool and main-thread baseline). */
+const ONLY_CA = process.env.BENCH_ONLY === 'ca';
 const here = fileURLToPath(new URL('.', import.meta.url));
 const support = (name: string) => resolve(here, 'support', name);
 
@@ -43,10 +45,17 @@ interface Child {
   stop(): Promise<void>;
 }
 
-function start(script: string, args: string[]): Child {
+function start(script: string, args: string[], env: Record<string, string> = {}): Child {
   const proc = fork(support(script), args, {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    execArgv: ['--max-old-space-size=2048'],
+    execArgv: [
+      '--max-old-space-size=2048',
+      // BENCH_ZONE_PROF_DIR: a V8 CPU profile of each zone CP process, for finding the next cost.
+      ...(script === 'cp-zone.js' && process.env.BENCH_ZONE_PROF_DIR
+        ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_ZONE_PROF_DIR}`]
+        : []),
+    ],
+    env: { ...process.env, ...env },
   });
   const queue: Array<Record<string, unknown>> = [];
   const waiting: Array<{ type: string; resolve: (m: Record<string, unknown>) => void }> = [];
@@ -138,10 +147,100 @@ function signWorkloadRate(): number {
   return n;
 }
 
+interface SignFigures {
+  perSecond: number;
+  perZoneCpuSecond: number;
+  zoneCpuSeconds: number;
+  clientCpuSeconds: number;
+  failed: number;
+}
+
+/** A proxy token of the zone at restUrl (made before any timed phase). */
+async function proxyTokenOf(restUrl: string, admin: string): Promise<string> {
+  const answer = await fetch(`${restUrl}/api/v1/tokens`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ kind: 'proxy', workload: 'svc-0-w0', namespace: 'ns-0', serviceAccount: 'svc-0' }),
+  });
+  return ((await answer.json()) as { token: string }).token;
+}
+
+/** CA Sign calls through gRPC from a separate process, closed loop; zone and client CPU both counted. */
+async function measureSigning(
+  zone: Child,
+  info: { restUrl: string; grpcAddress: string; admin: string },
+  caFile: string,
+  children: Child[],
+): Promise<SignFigures> {
+  const token = await proxyTokenOf(info.restUrl, info.admin);
+  zone.send({ type: 'cpu' });
+  const cpuBefore = Number((await zone.next('cpu')).seconds);
+  const signer = start('cp-proxies.js', [
+    'sign',
+    info.grpcAddress,
+    caFile,
+    token,
+    String(SIGN_SECONDS),
+    String(SIGN_CONCURRENCY),
+  ]);
+  children.push(signer);
+  const signed = (await signer.ready) as {
+    perSecond: number;
+    failed: number;
+    total: number;
+    clientCpuSeconds: number;
+  };
+  await signer.stop();
+  zone.send({ type: 'cpu' });
+  // Zone CPU (main thread and CA workers: one process) per signature: capacity per core, whatever the client could drive.
+  const zoneCpuSeconds = Number((await zone.next('cpu')).seconds) - cpuBefore;
+  return {
+    perSecond: round(signed.perSecond),
+    perZoneCpuSecond: round(signed.total / zoneCpuSeconds),
+    zoneCpuSeconds: round(zoneCpuSeconds, 2),
+    clientCpuSeconds: round(signed.clientCpuSeconds, 2),
+    failed: signed.failed,
+  };
+}
+
+/** The CA figures alone (BENCH_ONLY=ca): a zone with the pool, then the same zone signing on its main thread. */
+async function caOnly(dir: string, children: Child[]): Promise<void> {
+  const figures: Record<string, SignFigures> = {};
+  for (const [label, workers] of [
+    ['pool', undefined],
+    ['mainThread', '0'],
+  ] as const) {
+    const zone = start(
+      'cp-zone.js',
+      [String(SERVICES), String(DEPS), join(dir, `zone-${label}`)],
+      workers === undefined ? {} : { BENCH_CA_WORKERS: workers },
+    );
+    children.push(zone);
+    const info = (await zone.ready) as { restUrl: string; grpcAddress: string; caPem: string; admin: string };
+    const caFile = join(dir, `zone-${label}-ca.pem`);
+    writeFileSync(caFile, info.caPem);
+    figures[label] = await measureSigning(zone, info, caFile, children);
+    process.stderr.write(`CA ${label}: ${JSON.stringify(figures[label])}\n`);
+    await zone.stop();
+  }
+  process.stdout.write(
+    JSON.stringify({
+      bench: 'cp-ca',
+      ca: figures.pool,
+      baselineCaMainThread: figures.mainThread,
+      baselineSignWorkloadPerSecond: signWorkloadRate(),
+    }) + '\n',
+  );
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'meshfed-cp-bench-'));
   const children: Child[] = [];
   try {
+    if (ONLY_CA) {
+      await caOnly(dir, children);
+      return;
+    }
     const zone = start('cp-zone.js', [String(SERVICES), String(DEPS), join(dir, 'zone')]);
     children.push(zone);
     const info = (await zone.ready) as { restUrl: string; grpcAddress: string; caPem: string; admin: string };
@@ -197,6 +296,9 @@ async function main(): Promise<void> {
     );
 
     const meshWide: number[] = [];
+    // CPU the zone spends per mesh-wide change: unlike wall time, it does not grow with other jobs' load.
+    zone.send({ type: 'cpu' });
+    const meshCpuBefore = Number((await zone.next('cpu')).seconds);
     for (let c = 0; c < CHANGES; c++) {
       const result = await converge(
         proxies,
@@ -211,7 +313,11 @@ async function main(): Promise<void> {
       );
       meshWide.push(result.ms);
     }
-    process.stderr.write(`mesh-wide change: ${JSON.stringify(summary(meshWide))} ms\n`);
+    zone.send({ type: 'cpu' });
+    const meshCpuMsPerChange = ((Number((await zone.next('cpu')).seconds) - meshCpuBefore) * 1000) / CHANGES;
+    process.stderr.write(
+      `mesh-wide change: ${JSON.stringify(summary(meshWide))} ms, zone CPU ${round(meshCpuMsPerChange)} ms per change\n`,
+    );
 
     const sample = await fetch(
       `${info.restUrl}/inspect/proxies/${encodeURIComponent('ns-0/svc-0-w0')}/config`,
@@ -228,37 +334,29 @@ async function main(): Promise<void> {
     proxies.send({ type: 'stop' });
     await proxies.stop();
 
-    // CA throughput through gRPC, with a real proxy token.
-    const tokenAnswer = await fetch(`${info.restUrl}/api/v1/tokens`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${info.admin}`, 'content-type': 'application/json' },
-      body: JSON.stringify({
-        kind: 'proxy',
-        workload: 'svc-0-w0',
-        namespace: 'ns-0',
-        serviceAccount: 'svc-0',
-      }),
-    });
-    const proxyToken = ((await tokenAnswer.json()) as { token: string }).token;
-    zone.send({ type: 'cpu' });
-    const cpuBefore = Number((await zone.next('cpu')).seconds);
-    const signer = start('cp-proxies.js', [
-      'sign',
-      info.grpcAddress,
-      caFile,
-      proxyToken,
-      String(SIGN_SECONDS),
-      String(SIGN_CONCURRENCY),
-    ]);
-    children.push(signer);
-    const signed = (await signer.ready) as { perSecond: number; failed: number; total: number };
-    await signer.stop();
-    zone.send({ type: 'cpu' });
-    // Signatures per second of zone CP CPU: the CA's capacity per core, whatever the client could drive.
-    const signCpuSeconds = Number((await zone.next('cpu')).seconds) - cpuBefore;
+    // CA throughput through gRPC, with a real proxy token: this zone signs on its worker pool.
+    const signed = await measureSigning(zone, info, caFile, children);
+    process.stderr.write(`CA (pool): ${JSON.stringify(signed)}\n`);
     zone.send({ type: 'rss' });
     const rssEnd = await zone.next('rss');
     await zone.stop();
+
+    // CA baseline: the same zone signing on its main thread (no worker pool).
+    const plain = start('cp-zone.js', [String(SERVICES), String(DEPS), join(dir, 'zone-plain')], {
+      BENCH_CA_WORKERS: '0',
+    });
+    children.push(plain);
+    const plainInfo = (await plain.ready) as {
+      restUrl: string;
+      grpcAddress: string;
+      caPem: string;
+      admin: string;
+    };
+    const plainCa = join(dir, 'zone-plain-ca.pem');
+    writeFileSync(plainCa, plainInfo.caPem);
+    const signedPlain = await measureSigning(plain, plainInfo, plainCa, children);
+    process.stderr.write(`CA (main thread): ${JSON.stringify(signedPlain)}\n`);
+    await plain.stop();
 
     // Baseline: the same 2,000 clients on an MDS server that compiles nothing.
     const echo = start('cp-echo.js', []);
@@ -277,6 +375,8 @@ async function main(): Promise<void> {
     children.push(echoProxies);
     const echoConnected = await echoProxies.next('connected');
     const baseline: number[] = [];
+    echo.send({ type: 'cpu' });
+    const echoCpuBefore = Number((await echo.next('cpu')).seconds);
     for (let c = 0; c < CHANGES; c++) {
       const result = await converge(
         echoProxies,
@@ -288,6 +388,8 @@ async function main(): Promise<void> {
       );
       baseline.push(result.ms);
     }
+    echo.send({ type: 'cpu' });
+    const echoCpuMsPerPush = ((Number((await echo.next('cpu')).seconds) - echoCpuBefore) * 1000) / CHANGES;
     echoProxies.send({ type: 'stop' });
     await echoProxies.stop();
     await echo.stop();
@@ -310,6 +412,9 @@ async function main(): Promise<void> {
       baselineEchoPushAllMs: baselineSummary,
       baselineConnectAllMs: round(Number(echoConnected.ms)),
       meshWideVsBaselineP50: round(meshWideSummary.p50 / baselineSummary.p50, 2),
+      meshWideVsBaselineP99: round(meshWideSummary.p99 / baselineSummary.p99, 2),
+      meshWideZoneCpuMsPerChange: round(meshCpuMsPerChange),
+      baselineEchoCpuMsPerPush: round(echoCpuMsPerPush),
       zoneRssMiB: {
         connected: rssConnected.rssMiB,
         afterChanges: rssAfter.rssMiB,
@@ -317,9 +422,14 @@ async function main(): Promise<void> {
         peak: rssEnd.peakMiB,
         heapUsedAfterChanges: rssAfter.heapUsedMiB,
       },
-      caSignaturesPerSecond: round(signed.perSecond),
-      caSignaturesPerZoneCpuSecond: round(signed.total / signCpuSeconds),
+      caSignaturesPerSecond: signed.perSecond,
+      caSignaturesPerZoneCpuSecond: signed.perZoneCpuSecond,
       caSignFailures: signed.failed,
+      caZoneCpuSeconds: signed.zoneCpuSeconds,
+      caClientCpuSeconds: signed.clientCpuSeconds,
+      caSignSeconds: SIGN_SECONDS,
+      baselineCaMainThread: signedPlain,
+      caPoolVsMainThread: round(signed.perSecond / signedPlain.perSecond, 2),
       baselineSignWorkloadPerSecond: directSign,
       targets: { convergenceP99Ms: 1000, zoneRssMiB: 500, caSignaturesPerSecond: 2000 },
     };

@@ -13,7 +13,14 @@
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
  * BENCH_CONNECTIONS (64, wrk), BENCH_PROXY_NODE_ARGS (extra node flags for
- * the proxies, space-separated), BENCH_H2=1 (HTTP/2 between the proxies).
+ * the proxies, space-separated), BENCH_H2=1 (HTTP/2 between the proxies),
+ * BENCH_PROXY_CLI (the proxies' entry: default dist/cli/proxy-main.js, the
+ * lean sidecar entry; a cli/main.js runs `meshfed proxy`),
+ * BENCH_BASELINE_CLI (the entry of another build, e.g. a copy of the
+ * previous dist/: a fourth chain "baseline" from those proxies, measured in
+ * the same rounds, so a change is judged side by side on a noisy machine),
+ * BENCH_BASELINE_NODE_ARGS (node flags of the baseline proxies; default
+ * BENCH_PROXY_NODE_ARGS).
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -35,7 +42,14 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const NODE_ARGS = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 /** BENCH_H2=1: HTTP/2 between the two proxies (DestinationRule h2UpgradePolicy: UPGRADE). */
 const H2 = process.env.BENCH_H2 === '1';
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
+/** The lean sidecar entry (cli/proxy-main) by default; BENCH_PROXY_CLI=<path to cli/main.js> runs `meshfed proxy`. */
+const CLI =
+  process.env.BENCH_PROXY_CLI ??
+  path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/proxy-main.js');
+const BASELINE_CLI = process.env.BENCH_BASELINE_CLI ?? '';
+const BASELINE_NODE_ARGS = (process.env.BENCH_BASELINE_NODE_ARGS ?? process.env.BENCH_PROXY_NODE_ARGS ?? '')
+  .split(' ')
+  .filter((a) => a !== '');
 const NS = 'bench';
 
 function snapshot(
@@ -74,6 +88,8 @@ async function startMeshfedProxy(
   name: string,
   files: Record<string, string>,
   ports: Record<string, number>,
+  cli = CLI,
+  nodeArgs = NODE_ARGS,
 ): Promise<ProxyProcess> {
   const write = (file: string, content: string): string => {
     const p = path.join(dir, `${name}-${file}`);
@@ -81,9 +97,10 @@ async function startMeshfedProxy(
     return p;
   };
   const args = [
-    ...NODE_ARGS,
-    CLI,
-    'proxy',
+    ...nodeArgs,
+    cli,
+    // The full CLI needs the command; the lean entry implies it.
+    ...(path.basename(cli) === 'main.js' ? ['proxy'] : []),
     '--workload',
     name,
     '--namespace',
@@ -212,76 +229,93 @@ async function main(): Promise<void> {
   try {
     const app = await startNginxApp(dir);
     stops.push(() => app.stop());
-    const serverPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
-    const clientPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
-    const serverProxy = await startMeshfedProxy(
-      dir,
-      'app',
-      {
-        snapshot: JSON.stringify(
-          snapshot('app', mesh, {
-            inbound: {
-              ports: [{ port: 80, targetPort: app.port, protocol: 'http', mtls: 'STRICT' }],
-              defaultMtls: 'STRICT',
-              authorization: [],
-            },
-          }),
-        ),
-        cert: server.certChainPem,
-        key: server.keyPem,
-        roots: mesh.rootPem,
-      },
-      serverPorts,
-    );
-    stops.push(() => serverProxy.stop());
-    const clientProxy = await startMeshfedProxy(
-      dir,
-      'client',
-      {
-        snapshot: JSON.stringify(
-          snapshot('client', mesh, {
-            outbound: {
-              services: [
-                {
-                  host: `app.${NS}.svc.cluster.local`,
-                  name: 'app',
-                  namespace: NS,
-                  aliases: ['app'],
-                  ports: [{ name: 'http', port: 80, protocol: 'http' }],
-                  http: [],
-                  tcp: [],
-                  locality: { preferLocalZone: true, pinnedToZone: false },
-                  clusters: [
-                    {
-                      subset: '_',
-                      trafficPolicy: H2 ? { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } : {},
-                      endpoints: [
-                        {
-                          address: '127.0.0.1',
-                          port: serverPorts.inbound,
-                          via: 'sidecar',
-                          zone: 'zone-a',
-                          weight: 1,
-                          healthy: true,
-                          labels: { app: 'app' },
-                          workload: 'app',
-                          identities: [`spiffe://cluster.local/ns/${NS}/sa/app`],
-                        },
-                      ],
-                    },
-                  ],
-                },
-              ],
-            },
-          }),
-        ),
-        cert: client.certChainPem,
-        key: client.keyPem,
-        roots: mesh.rootPem,
-      },
-      clientPorts,
-    );
-    stops.push(() => clientProxy.stop());
+    const startPair = async (
+      cli: string,
+      prefix: string,
+      nodeArgs: string[],
+    ): Promise<{ client: ProxyProcess; server: ProxyProcess; outbound: number }> => {
+      const serverPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
+      const clientPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
+      const serverProxy = await startMeshfedProxy(
+        dir,
+        `${prefix}app`,
+        {
+          snapshot: JSON.stringify(
+            snapshot('app', mesh, {
+              inbound: {
+                ports: [{ port: 80, targetPort: app.port, protocol: 'http', mtls: 'STRICT' }],
+                defaultMtls: 'STRICT',
+                authorization: [],
+              },
+            }),
+          ),
+          cert: server.certChainPem,
+          key: server.keyPem,
+          roots: mesh.rootPem,
+        },
+        serverPorts,
+        cli,
+        nodeArgs,
+      );
+      stops.push(() => serverProxy.stop());
+      const clientProxy = await startMeshfedProxy(
+        dir,
+        `${prefix}client`,
+        {
+          snapshot: JSON.stringify(
+            snapshot('client', mesh, {
+              outbound: {
+                services: [
+                  {
+                    host: `app.${NS}.svc.cluster.local`,
+                    name: 'app',
+                    namespace: NS,
+                    aliases: ['app'],
+                    ports: [{ name: 'http', port: 80, protocol: 'http' }],
+                    http: [],
+                    tcp: [],
+                    locality: { preferLocalZone: true, pinnedToZone: false },
+                    clusters: [
+                      {
+                        subset: '_',
+                        trafficPolicy: H2 ? { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } : {},
+                        endpoints: [
+                          {
+                            address: '127.0.0.1',
+                            port: serverPorts.inbound,
+                            via: 'sidecar',
+                            zone: 'zone-a',
+                            weight: 1,
+                            healthy: true,
+                            labels: { app: 'app' },
+                            workload: 'app',
+                            identities: [`spiffe://cluster.local/ns/${NS}/sa/app`],
+                          },
+                        ],
+                      },
+                    ],
+                  },
+                ],
+              },
+            }),
+          ),
+          cert: client.certChainPem,
+          key: client.keyPem,
+          roots: mesh.rootPem,
+        },
+        clientPorts,
+        cli,
+        nodeArgs,
+      );
+      stops.push(() => clientProxy.stop());
+      return { client: clientProxy, server: serverProxy, outbound: clientPorts.outbound };
+    };
+    const pair = await startPair(CLI, '', NODE_ARGS);
+    const clientProxy = pair.client;
+    const serverProxy = pair.server;
+    const clientPorts = { outbound: pair.outbound };
+    const baseline =
+      BASELINE_CLI === '' ? undefined : await startPair(BASELINE_CLI, 'base-', BASELINE_NODE_ARGS);
     const chain = await startNginxChain(dir, app.port, {
       rootPem: mesh.rootPem,
       client,
@@ -298,6 +332,16 @@ async function main(): Promise<void> {
         host: 'app',
         pids: [clientProxy.pid, serverProxy.pid],
       },
+      ...(baseline === undefined
+        ? []
+        : [
+            {
+              name: 'baseline',
+              url: `http://127.0.0.1:${baseline.outbound}/`,
+              host: 'app',
+              pids: [baseline.client.pid, baseline.server.pid],
+            },
+          ]),
       {
         name: 'nginx',
         url: `http://127.0.0.1:${chain.client.port}/`,
@@ -311,6 +355,7 @@ async function main(): Promise<void> {
     }
     const rssIdle = {
       meshfed: [rssMiB(clientProxy.pid), rssMiB(serverProxy.pid)],
+      baseline: baseline === undefined ? [] : [rssMiB(baseline.client.pid), rssMiB(baseline.server.pid)],
       nginx: [rssMiB(chain.client.pid), rssMiB(chain.server.pid)],
     };
     // Warm-up: JIT, connection pools, TLS sessions.
@@ -364,6 +409,7 @@ async function main(): Promise<void> {
       fixedRateRps: RATE,
       wrkConnections: CONNECTIONS,
       proxyNodeArgs: NODE_ARGS,
+      proxyEntry: path.relative(process.cwd(), CLI),
       proxyToProxy: H2 ? 'h2' : 'http/1.1',
       loadAverage: os.loadavg().map((l) => round(l, 2)),
       direct: {
@@ -373,6 +419,15 @@ async function main(): Promise<void> {
         maxRps: round(medianOf(direct.saturation, 'rps'), 0),
       },
       meshfed,
+      ...(baseline === undefined
+        ? {}
+        : {
+            baseline: {
+              cli: BASELINE_CLI,
+              nodeArgs: BASELINE_NODE_ARGS,
+              ...chainFigures('baseline', figures.baseline as ChainFigures, rssIdle.baseline),
+            },
+          }),
       nginx,
       saturationVsNginx: saturationRatio,
       targets: {

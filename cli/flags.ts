@@ -33,6 +33,18 @@ const byteUnits: Record<string, number> = {
   gib: 1024 ** 3,
 };
 
+/** An integer in [min, max]: worker counts, queue bounds, batch sizes. */
+export function integerIn(min: number, max: number): (value: string) => number {
+  return (value: string): number => {
+    const trimmed = value.trim();
+    const n = /^\d+$/.test(trimmed) ? Number(trimmed) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}.`);
+    }
+    return n;
+  };
+}
+
 /** A positive byte count: `4194304`, `4Mi`, `512KiB`. */
 export function parseByteSize(value: string): number {
   const match = /^(\d+)\s*([a-zA-Z]*)$/.exec(value.trim());

@@ -48,6 +48,8 @@ export class GatewayConnection {
   private upstream: net.Socket | undefined;
   private readonly tried: EndpointState[] = [];
   private countedIn = 0;
+  /** Whether the upstream took the hello without filling its send buffer. */
+  private helloFlowing = true;
   private countedOut = 0;
 
   constructor(
@@ -164,6 +166,12 @@ export class GatewayConnection {
     });
     this.upstream = upstream;
     upstream.setTimeout(this.host.limits.connectTimeoutMs);
+    // Queue the hello now: libuv sends it the moment the connect completes,
+    // one event-loop turn before 'connect' would run. Nothing has reached the
+    // endpoint if the connect fails, so the next attempt sends it again.
+    const chunks = this.reader?.chunks ?? [];
+    const hello = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+    this.helloFlowing = hello === undefined || hello.length === 0 || upstream.write(hello);
     upstream.once('connect', this.onUpstreamConnect);
     upstream.on('timeout', this.onUpstreamTimeout);
     upstream.on('error', this.onUpstreamError);
@@ -187,11 +195,9 @@ export class GatewayConnection {
     this.phase = 'piping';
     route.stats.forwarded++;
     route.stats.active++;
-    const chunks = this.reader?.chunks ?? [];
     this.reader = undefined;
-    const hello = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
     // The client stays paused (since its hello) until the upstream can take more.
-    const flowing = hello === undefined || hello.length === 0 || upstream.write(hello);
+    const flowing = this.helloFlowing;
     // The relay: backpressure both ways (stop reading a side while the other's
     // send buffer is full), and with allowHalfOpen a FIN from one side
     // half-closes the other. Hand-written rather than pipe(): same semantics,

@@ -22,10 +22,13 @@ import type { GlobalCpHandle, GlobalCpOptions } from './options.js';
 import { ensureTrustRoot } from './trust-root.js';
 import { TokenService } from '../core/auth/token-service.js';
 import { registerTokenRoutes } from '../core/api/token-routes.js';
+import { vmTokenKindSpec } from '../core/vm/vm-token-spec.js';
 import { isDns1123Label } from '../core/resource/dns-name.js';
 import { DEFAULT_KDS_PORT } from '../core/kds/kds-protocol.js';
 import { meshfedVersion } from '../core/kds/kds-version.js';
 import { startKdsServer, type KdsServer } from './kds/kds-server.js';
+import { registerDashboardRoutes } from './dashboard/dashboard-routes.js';
+import { GlobalTelemetry } from './telemetry/global-telemetry.js';
 
 export const DEFAULT_GLOBAL_PORT = 5681;
 export const DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -102,9 +105,6 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
         ctx.res.writeHead(200, { 'content-type': registry.contentType });
         ctx.res.end(text);
       })
-      .add('GET', '/', 'public', (ctx) =>
-        sendJson(ctx.res, 200, { name: 'meshfed global control plane', api: '/apis', docs: 'docs/api.md' }),
-      )
       .add('GET', '/api/v1/trust-bundle', 'read', (ctx) =>
         sendJson(ctx.res, 200, { trustDomain: trustRoot.trustDomain, roots: [trustRoot.certPem] }),
       );
@@ -118,8 +118,13 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
       { kind: 'admin' },
       { kind: 'readonly' },
       { kind: 'zone', fields: ['zone'], claims: (fields) => ({ zone: zoneClaim(fields.zone) }) },
+      // VM join tokens for any zone (issue #8); the zone redeems them with global's KDS-synced key.
+      vmTokenKindSpec({ store, bundlePem: () => trustRoot.certPem, where: 'on global' }),
     ]);
+    // Zones' traffic and VMs, for the dashboard (docs/dashboard.md).
+    const telemetry = new GlobalTelemetry({ registry });
     const kdsServer = await startKdsServer({
+      telemetry,
       store,
       tokens,
       trustRoot,
@@ -148,6 +153,13 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
       const json = await kdsServer.catalogJson();
       ctx.res.writeHead(200, { 'content-type': 'application/json' });
       ctx.res.end(json);
+    });
+    const dashboard = registerDashboardRoutes(router, {
+      store,
+      telemetry,
+      catalogJson: () => kdsServer.catalogJson(),
+      logger: logger.child('dashboard'),
+      index: { name: 'meshfed global control plane', api: '/apis', docs: 'docs/api.md', dashboard: '/' },
     });
 
     const handler = createApiHandler({
@@ -181,6 +193,7 @@ export async function startGlobalCp(options: GlobalCpOptions): Promise<GlobalCpH
       caCertPem: trustRoot.certPem,
       close() {
         closing ??= (async () => {
+          dashboard.close();
           // Zones first: their streams end with a status that sends them to another replica.
           await kdsServer.close();
           await new Promise<void>((done) => {

@@ -15,6 +15,7 @@ import type { Logger } from '../core/log.js';
 import { SIDECAR_SNAPSHOT_TYPE } from '../core/mesh/snapshot.js';
 import { MdsClient } from '../core/mds/mds-client.js';
 import type { SidecarProxy } from './proxy.js';
+import { EdgeReporter } from './telemetry/edge-report.js';
 import type { ZoneCpOptions } from './proxy-options.js';
 
 export interface ControlPlaneLink {
@@ -92,10 +93,18 @@ export async function connectControlPlane(
   });
   mds.on('rejected', (version: string, error: string) => proxy.noteRejected(version, error));
   mds.start();
+  // Traffic per edge for the dashboard, on the same stream (docs/dashboard.md).
+  const reporter = new EdgeReporter({
+    metrics: proxy.metrics,
+    send: (json) => mds.sendReport(json),
+    logger: logger.child('telemetry'),
+  });
+  reporter.start();
   return {
     certificates,
     mds,
     close() {
+      reporter.close();
       mds.close();
       certificates?.close();
     },

@@ -57,11 +57,14 @@ function errnoOf(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? '';
 }
 
+/** Distinguishes the temporary files of concurrent writes within this process. */
+let tmpSequence = 0;
+
 async function atomicWrite(
   path: string,
   text: string,
   mode: number,
-  tmp = `${path}.tmp-${process.pid}`,
+  tmp = `${path}.tmp-${process.pid}-${++tmpSequence}`,
 ): Promise<void> {
   const handle = await open(tmp, 'w', mode);
   try {
@@ -104,6 +107,8 @@ export function keyMatches(keyPem: string, chainPem: string): boolean {
 }
 
 export class ConfigDir {
+  private statusWrites: Promise<void> = Promise.resolve();
+
   constructor(readonly dir: string) {}
 
   path(name: string): string {
@@ -218,8 +223,16 @@ export class ConfigDir {
     await rename(this.path(CHAIN_FILE + NEXT), this.path(CHAIN_FILE));
   }
 
-  async writeStatus(status: AgentStatus): Promise<void> {
-    await atomicWrite(this.path(STATUS_FILE), JSON.stringify(status, null, 2) + '\n', 0o644);
+  /**
+   * Status writes come from the probe, the heartbeat and renewal at their own
+   * pace: one at a time, in call order, so a slower older write can neither
+   * clobber a newer status nor race it for the temporary file.
+   */
+  writeStatus(status: AgentStatus): Promise<void> {
+    const text = JSON.stringify(status, null, 2) + '\n';
+    const write = this.statusWrites.then(() => atomicWrite(this.path(STATUS_FILE), text, 0o644));
+    this.statusWrites = write.catch(() => undefined);
+    return write;
   }
 
   async readStatus(): Promise<AgentStatus | undefined> {

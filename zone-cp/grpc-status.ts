@@ -35,6 +35,7 @@ const statusByMeshCode: Partial<Record<ErrorCode, status>> = {
   [ErrorCodes.STORE_UNAVAILABLE]: status.UNAVAILABLE,
   [ErrorCodes.CLOSED]: status.UNAVAILABLE,
   [ErrorCodes.NOT_FOUND]: status.NOT_FOUND,
+  [ErrorCodes.RESOURCE_EXHAUSTED]: status.RESOURCE_EXHAUSTED,
 };
 
 /** Any thrown value as a refusal; unknown errors become INTERNAL without leaking details. */

@@ -10,6 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { ErrorCodes, MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
 import type { ZoneInventory } from '../core/mesh/inventory.js';
+import type { ZoneTelemetrySummary } from '../core/telemetry/telemetry-report.js';
 import type { Store } from '../core/store/store.js';
 import { KdsClient } from './kds/kds-client.js';
 import type { GlobalConnection } from './options.js';
@@ -31,6 +32,8 @@ export interface KdsLinkOptions {
   logger: Logger;
   inventory: () => ZoneInventory;
   status: () => { connectedProxies: number; errors: string[] };
+  /** The zone's telemetry summary since the previous call, for global's dashboard. */
+  telemetry?: (zone: string) => ZoneTelemetrySummary;
 }
 
 export async function startKdsLink(options: KdsLinkOptions): Promise<KdsLink> {
@@ -45,6 +48,7 @@ export async function startKdsLink(options: KdsLinkOptions): Promise<KdsLink> {
     store: options.store,
     inventory: options.inventory,
     status: options.status,
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
     logger: options.logger,
   });
   client.start();

@@ -84,6 +84,8 @@ export interface ZoneCpOptions {
   pushDebounceMs?: number;
   /** Longest a change waits for a quiet moment. Default 1 s. */
   pushMaxDelayMs?: number;
+  /** Proxies compiled and pushed between two turns of the event loop in a push round. Default 100. */
+  pushBatchSize?: number;
   /** This zone's east-west gateway as other zones reach it, host:port (reported in the inventory). */
   gatewayAddress?: string;
   /** Where the zone's admin token is written (mode 0600). Default <dataDir>/admin-token. */
@@ -94,6 +96,10 @@ export interface ZoneCpOptions {
   workloadCertTtlSeconds?: number;
   /** Longest workload certificate lifetime granted. Default 24 h. */
   maxWorkloadCertTtlSeconds?: number;
+  /** CA sign worker threads (CSR check + signature). Default: available parallelism − 1, at least 1; 0 signs on the main thread. */
+  caWorkers?: number;
+  /** Most Sign calls queued in the CA worker pool; more answer RESOURCE_EXHAUSTED. Default 1024. */
+  caMaxPending?: number;
   /**
    * The cluster of a zone running in Kubernetes: ServiceAccount tokens are
    * reviewed there (TokenReview) and the `kubernetes` discovery source

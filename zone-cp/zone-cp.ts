@@ -16,7 +16,12 @@ import { createApiHandler } from '../core/api/api-server.js';
 import { registerResourceRoutes } from '../core/api/resource-routes.js';
 import { registerTokenRoutes } from '../core/api/token-routes.js';
 import { TokenService } from '../core/auth/token-service.js';
-import { GLOBAL_TOKEN_KEYS_SECRET, SECRET_KIND, SERVICE_CATALOG_KIND } from '../core/auth/internal-kinds.js';
+import {
+  GLOBAL_TOKEN_KEYS_SECRET,
+  GLOBAL_TOKEN_REVOCATIONS_SECRET,
+  SECRET_KIND,
+  SERVICE_CATALOG_KIND,
+} from '../core/auth/internal-kinds.js';
 import { loadService } from '../core/ca/grpc-service.js';
 import { CA_SERVICE } from '../core/ca/ca-client.js';
 import { MDS_SERVICE } from '../core/mds/mds-messages.js';
@@ -30,8 +35,10 @@ import type { KubernetesDiscovery } from './discovery/discovery-builtins.js';
 import { registerUniversalRoutes } from './discovery/discovery-universal-routes.js';
 import { OriginGuardStore } from './api/origin-guard-store.js';
 import { registerInspectRoutes } from './api/inspect-routes.js';
+import { registerInspectServiceRoutes } from './api/inspect-service-routes.js';
 import { proxyTokenKind } from './api/proxy-token-kind.js';
 import { caServiceHandlers } from './ca/ca-service.js';
+import { CaSignPool } from './ca/ca-sign-pool.js';
 import { IssuanceLog } from './ca/issuance-log.js';
 import { KubernetesTokenReviewer } from './ca/token-reviewer-kubernetes.js';
 import type { TokenReviewer } from './ca/token-reviewer.js';
@@ -186,12 +193,22 @@ export async function startZoneCp(options: ZoneCpOptions): Promise<ZoneCpHandle>
       registry,
       logger: logger.child('mds'),
       ...(options.sessionLimits === undefined ? {} : { limits: options.sessionLimits }),
+      ...(options.pushBatchSize === undefined ? {} : { pushBatchSize: options.pushBatchSize }),
       notReady: () =>
         keeper.bundle === undefined
           ? 'waiting for the trust bundle (zone CA not received from global yet)'
           : undefined,
     });
     cleanups.push(() => mds.close());
+
+    // CSR checks and signatures on worker threads; closed after the gRPC server (cleanups run in reverse).
+    const caPool = new CaSignPool({
+      logger: logger.child('ca'),
+      registry,
+      ...(options.caWorkers === undefined ? {} : { size: options.caWorkers }),
+      ...(options.caMaxPending === undefined ? {} : { maxPending: options.caMaxPending }),
+    });
+    cleanups.push(() => caPool.close());
 
     const certificates = new ZoneServerCertificates(
       keeper,
@@ -213,6 +230,7 @@ export async function startZoneCp(options: ZoneCpOptions): Promise<ZoneCpHandle>
             issuance,
             registry,
             logger: logger.child('ca'),
+            pool: caPool,
             ...(options.workloadCertTtlSeconds === undefined
               ? {}
               : { defaultTtlSeconds: options.workloadCertTtlSeconds }),
@@ -236,9 +254,10 @@ export async function startZoneCp(options: ZoneCpOptions): Promise<ZoneCpHandle>
 
     let kds: KdsLink | undefined;
     let lastInventory = '';
-    const scheduler = new PushScheduler(debounceMs, maxDelayMs, () => {
+    const scheduler = new PushScheduler(debounceMs, maxDelayMs, async () => {
       try {
-        mds.pushAll();
+        // Awaited: the scheduler runs one round at a time and folds changes during it into the next.
+        await mds.pushAll();
         const inventory = JSON.stringify(compiler.inventory());
         if (inventory !== lastInventory) {
           lastInventory = inventory;
@@ -301,6 +320,7 @@ export async function startZoneCp(options: ZoneCpOptions): Promise<ZoneCpHandle>
       otherProblems: () => [...(keeper.error === undefined ? [] : [keeper.error]), ...(kds?.errors() ?? [])],
       inventory: () => compiler.inventory(),
     });
+    registerInspectServiceRoutes(router, { zone, mds, view: () => compiler.view() });
     registerTokenRoutes(router, tokens, [
       proxyTokenKind(zone),
       vm.tokenKind(),
@@ -363,6 +383,7 @@ export async function startZoneCp(options: ZoneCpOptions): Promise<ZoneCpHandle>
           connectedProxies: mds.connectedCount,
           errors: compiler.problems().map((p) => `${p.kind}/${p.namespace}/${p.name}: ${p.reason}`),
         }),
+        telemetry: (name) => mds.telemetrySummary(name),
       });
       const link = kds;
       cleanups.push(() => link.close());
@@ -485,7 +506,7 @@ function followGlobalTokenKeys(
   tokens: TokenService,
   logger: ReturnType<typeof createLogger>,
 ): void {
-  const load = (): void => {
+  const loadKeys = (): void => {
     const secret = mirror.get(SECRET_KIND, '', GLOBAL_TOKEN_KEYS_SECRET);
     const keys = secret?.spec.publicKeysPem;
     if (!Array.isArray(keys)) return;
@@ -498,14 +519,20 @@ function followGlobalTokenKeys(
       }
     }
   };
-  load();
+  // Tokens global revoked (its admin, readonly and vm tokens): refused here too.
+  const loadRevocations = (): void => {
+    const ids = mirror.get(SECRET_KIND, '', GLOBAL_TOKEN_REVOCATIONS_SECRET)?.spec.tokenIds;
+    if (!Array.isArray(ids)) return;
+    tokens.addRevokedTokenIds(ids.filter((id): id is string => typeof id === 'string'));
+  };
+  loadKeys();
+  loadRevocations();
   mirror.onChange((changes) => {
-    if (
-      changes.some(
-        (c) => c.object.kind === SECRET_KIND && c.object.metadata.name === GLOBAL_TOKEN_KEYS_SECRET,
-      )
-    )
-      load();
+    for (const { object } of changes) {
+      if (object.kind !== SECRET_KIND) continue;
+      if (object.metadata.name === GLOBAL_TOKEN_KEYS_SECRET) loadKeys();
+      if (object.metadata.name === GLOBAL_TOKEN_REVOCATIONS_SECRET) loadRevocations();
+    }
   });
 }
 

@@ -67,6 +67,11 @@ const port = await new Promise<number>((resolve, reject) =>
 process.stdout.write(JSON.stringify({ grpcAddress: `127.0.0.1:${port}`, caPem: root.certPem }) + '\n');
 
 process.on('message', (message: { type?: string; bytes?: number }) => {
+  if (message.type === 'cpu') {
+    const usage = process.cpuUsage();
+    process.send?.({ type: 'cpu', seconds: (usage.user + usage.system) / 1e6 });
+    return;
+  }
   if (message.type !== 'push') return;
   version = `v${Date.now()}`;
   // A JSON object of the requested size, so the client parses as much as it would.

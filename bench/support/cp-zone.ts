@@ -4,7 +4,7 @@
  * its addresses on stdout, then answers `rss` requests over IPC until
  * killed.
  *
- * argv: <services> <deps> <dataDir>
+ * argv: <services> <deps> <dataDir>; env BENCH_CA_WORKERS sets the CA pool size.
  */
 
 import { readFileSync } from 'node:fs';
@@ -40,6 +40,12 @@ const zone = await startZoneCp({
   grpcPort: 0,
   discovery: [{ name: 'bench' }],
   pushDebounceMs: Number(process.env.BENCH_DEBOUNCE_MS ?? 100),
+  // BENCH_PUSH_BATCH: proxies per event-loop turn in a push round (a huge value: one blocking loop).
+  ...(process.env.BENCH_PUSH_BATCH === undefined
+    ? {}
+    : { pushBatchSize: Number(process.env.BENCH_PUSH_BATCH) }),
+  // BENCH_CA_WORKERS=0: the same zone signing on its main thread (the CA baseline).
+  ...(process.env.BENCH_CA_WORKERS === undefined ? {} : { caWorkers: Number(process.env.BENCH_CA_WORKERS) }),
 });
 await zone.ready();
 const admin = (await readFile(zone.adminTokenFile, 'utf8')).trim();

@@ -46,7 +46,7 @@ export const TOKEN_KINDS: Record<string, TokenKindSpec> = {
   },
   vm: {
     description:
-      'a VM joining a workload group (meshfed vm-agent join); ask the zone API; --namespace when the group name is not unique',
+      'a VM joining a workload group of one zone (meshfed vm-agent join); ask the zone API or global; --namespace when the group name is not unique',
     required: ['zone', 'workloadGroup'],
     optional: ['uses', 'namespace'],
     supportedSince: 'v1',

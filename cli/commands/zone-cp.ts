@@ -5,7 +5,8 @@ import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseDuration } from '../../core/resource/duration.js';
 import type { ZoneCpOptions } from '../../zone-cp/options.js';
-import { parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
+import type { VmSettings } from '../../zone-cp/vm/vm-model.js';
+import { integerIn, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
 import { addRestServerOptions } from '../rest-server-options.js';
 
@@ -42,6 +43,14 @@ interface ZoneCpFlags {
   proxyImage?: string;
   initImage?: string;
   webhookZoneCpAddress?: string;
+  vmHeartbeatInterval?: number;
+  vmUnhealthyAfter?: number;
+  vmRemoveAfter?: number;
+  vmJoinTokenTtl?: number;
+  vmGrpcAdvertiseAddress?: string;
+  caWorkers?: number;
+  caMaxPending?: number;
+  pushBatchSize?: number;
 }
 
 function parseZoneName(value: string): string {
@@ -133,6 +142,9 @@ export function zoneCpOptionsFrom(flags: ZoneCpFlags): ZoneCpOptions {
   }
   if (flags.pushDebounce !== undefined) options.pushDebounceMs = flags.pushDebounce;
   if (flags.pushMaxDelay !== undefined) options.pushMaxDelayMs = flags.pushMaxDelay;
+  if (flags.pushBatchSize !== undefined) options.pushBatchSize = flags.pushBatchSize;
+  if (flags.caWorkers !== undefined) options.caWorkers = flags.caWorkers;
+  if (flags.caMaxPending !== undefined) options.caMaxPending = flags.caMaxPending;
   if (flags.gatewayAddress !== undefined) options.gatewayAddress = flags.gatewayAddress;
   if (flags.trustDomain !== undefined) options.trustDomain = flags.trustDomain;
   if (flags.workloadCertTtl !== undefined) options.workloadCertTtlSeconds = flags.workloadCertTtl;
@@ -142,7 +154,46 @@ export function zoneCpOptionsFrom(flags: ZoneCpFlags): ZoneCpOptions {
   if (flags.tlsKey !== undefined) options.tlsKeyFile = flags.tlsKey;
   if (flags.maxBodyBytes !== undefined) options.maxBodyBytes = flags.maxBodyBytes;
   if (webhook !== undefined) options.webhook = webhook;
+  const vm = vmSettingsFrom(flags);
+  if (vm !== undefined) options.vm = vm;
   return options;
+}
+
+/** VM enrollment settings (zone-cp/vm/vm-model.ts VmSettings), checked against each other naming the flags. */
+function vmSettingsFrom(flags: ZoneCpFlags): VmSettings | undefined {
+  const heartbeatMs = (flags.vmHeartbeatInterval ?? 10) * 1000;
+  const unhealthyMs = flags.vmUnhealthyAfter ?? 30_000;
+  const removeMs = flags.vmRemoveAfter ?? 3_600_000;
+  if (unhealthyMs <= heartbeatMs) {
+    throw new MeshError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `--vm-unhealthy-after (${unhealthyMs / 1000}s) must be longer than --vm-heartbeat-interval (${heartbeatMs / 1000}s): every VM would be marked unhealthy between two heartbeats`,
+    );
+  }
+  if (removeMs < unhealthyMs) {
+    throw new MeshError(
+      ErrorCodes.INVALID_ARGUMENT,
+      `--vm-remove-after (${removeMs / 1000}s) must not be shorter than --vm-unhealthy-after (${unhealthyMs / 1000}s)`,
+    );
+  }
+  const vm: VmSettings = {
+    ...(flags.vmHeartbeatInterval === undefined
+      ? {}
+      : { heartbeatIntervalSeconds: flags.vmHeartbeatInterval }),
+    ...(flags.vmUnhealthyAfter === undefined ? {} : { unhealthyAfterMs: flags.vmUnhealthyAfter }),
+    ...(flags.vmRemoveAfter === undefined ? {} : { removeAfterMs: flags.vmRemoveAfter }),
+    ...(flags.vmJoinTokenTtl === undefined ? {} : { defaultJoinTokenTtlSeconds: flags.vmJoinTokenTtl }),
+    ...(flags.vmGrpcAdvertiseAddress === undefined
+      ? {}
+      : { grpcAdvertiseAddress: flags.vmGrpcAdvertiseAddress }),
+  };
+  return Object.keys(vm).length === 0 ? undefined : vm;
+}
+
+function parseGraceMs(value: string): number {
+  const ms = parseMs(value);
+  if (ms < 1000) throw new InvalidArgumentError('expected at least 1s.');
+  return ms;
 }
 
 /** The injection webhook's settings: served when --webhook-cert/--webhook-key are given (HTTPS only). */
@@ -277,6 +328,24 @@ export function registerZoneCpCommand(program: Command): void {
         .argParser(parseMs),
     )
     .addOption(
+      new Option('--push-batch-size <n>', 'proxies pushed per event-loop turn in a push round (default 100)')
+        .env('MESHFED_PUSH_BATCH_SIZE')
+        .argParser(integerIn(1, 100_000)),
+    )
+    .addOption(
+      new Option(
+        '--ca-workers <n>',
+        'worker threads that check CSRs and sign certificates; 0 signs on the main thread (default: cores - 1, at least 1)',
+      )
+        .env('MESHFED_CA_WORKERS')
+        .argParser(integerIn(0, 64)),
+    )
+    .addOption(
+      new Option('--ca-max-pending <n>', 'signing requests queued before RESOURCE_EXHAUSTED (default 1024)')
+        .env('MESHFED_CA_MAX_PENDING')
+        .argParser(integerIn(1, 1_000_000)),
+    )
+    .addOption(
       new Option('--push-max-delay <duration>', 'longest a change waits for quiet (default 1s)')
         .env('MESHFED_PUSH_MAX_DELAY')
         .argParser(parseMs),
@@ -346,6 +415,41 @@ export function registerZoneCpCommand(program: Command): void {
         'MDS + CA address injected sidecars dial (default meshfed-zone-cp.meshfed-system.svc:<grpc port>)',
       )
         .env('MESHFED_WEBHOOK_ZONE_CP_ADDRESS')
+        .argParser(parseHostPort),
+    )
+    // VM enrollment (docs/vm.md).
+    .addOption(
+      new Option('--vm-heartbeat-interval <duration>', 'heartbeat period asked of VM agents (default 10s)')
+        .env('MESHFED_VM_HEARTBEAT_INTERVAL')
+        .argParser(parseSeconds),
+    )
+    .addOption(
+      new Option('--vm-unhealthy-after <duration>', 'a VM silent this long is marked unhealthy (default 30s)')
+        .env('MESHFED_VM_UNHEALTHY_AFTER')
+        .argParser(parseGraceMs),
+    )
+    .addOption(
+      new Option(
+        '--vm-remove-after <duration>',
+        'a VM silent this long loses its WorkloadEntry and certificate (default 1h)',
+      )
+        .env('MESHFED_VM_REMOVE_AFTER')
+        .argParser(parseGraceMs),
+    )
+    .addOption(
+      new Option(
+        '--vm-join-token-ttl <duration>',
+        'how long a VM join token created without --ttl is accepted (default 24h)',
+      )
+        .env('MESHFED_VM_JOIN_TOKEN_TTL')
+        .argParser(parseSeconds),
+    )
+    .addOption(
+      new Option(
+        '--vm-grpc-advertise-address <host:port>',
+        'MDS + CA address VMs dial (default the gRPC bind address, or the join URL host when that is 0.0.0.0)',
+      )
+        .env('MESHFED_VM_GRPC_ADVERTISE_ADDRESS')
         .argParser(parseHostPort),
     )
     .action(async (flags: ZoneCpFlags) => {

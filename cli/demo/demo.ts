@@ -1,23 +1,49 @@
 /**
  * `meshfed demo` (what `npm start` runs): the embedded default of DESIGN.md
- * on one machine. For now one global control plane with a file store; later
- * issues add zones, gateways, sample workloads with sidecars and a VM here.
- * The ready file is written only once everything started answers, and
- * removed again on close so a script never reads a stale one.
+ * on one machine, no Kubernetes, no Docker:
+ *
+ *   global CP (file store) ─KDS─ zone-a CP + gateway    zone-b CP + gateway
+ *                                  frontend  (sidecar)    backend v1 ("VM", vm-agent join)
+ *                                  backend v1 (sidecar)   backend v2 (sidecar)
+ *
+ * The sample resources of deploy/samples are applied to global (mTLS
+ * STRICT, an AuthorizationPolicy, a 90/10 canary, a failover
+ * DestinationRule, the VM's WorkloadGroup) and light traffic flows
+ * frontend → backend. The ready file is written only once everything
+ * answers, and removed again on close so a script never reads a stale one.
  */
 
-import { createWriteStream, promises as fs, type WriteStream } from 'node:fs';
-import http from 'node:http';
+import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { ErrorCodes, MeshError } from '../../core/errors.js';
-import { setLogSink } from '../../core/log.js';
+import { createLogger } from '../../core/log.js';
 import type { GlobalCpHandle } from '../../global-cp/options.js';
-import type { ZoneCpHandle } from '../../zone-cp/options.js';
+import { redirectLogs, writeJsonAtomic } from './demo-files.js';
+import { waitForHttpOk } from './demo-http.js';
+import { DEMO_WORKLOADS as WORKLOADS, DEMO_ZONES as ZONES } from './demo-plan.js';
+import { checkNetns, startNetnsDemo } from './demo-netns.js';
+import { applySamples, defaultSamplesDir } from './demo-policies.js';
+import { checkPortsFree, freePort, planPorts, type DemoPortPlan } from './demo-ports.js';
+import type { DemoHandle, DemoReadyInfo } from './demo-summary.js';
+import { startTraffic } from './demo-traffic.js';
+import { startDemoVm } from './demo-vm.js';
+import { startDemoWorkload, waitForProxiesReady, type DemoWorkload } from './demo-workloads.js';
+import {
+  readAdminToken,
+  startDemoGateway,
+  startDemoZone,
+  waitForGatewayReady,
+  waitForZonesConnected,
+  type DemoZone,
+} from './demo-zones.js';
+
+export { formatDemoSummary, type DemoHandle, type DemoReadyInfo } from './demo-summary.js';
+export { writeJsonAtomic } from './demo-files.js';
+export { waitForHttpOk } from './demo-http.js';
 
 export interface DemoOptions {
-  /** Everything the demo keeps (stores, tokens, logs). Default `.meshfed/demo`. */
+  /** Everything the demo keeps (stores, tokens, logs, the VM's config). Default `.meshfed/demo`. */
   dataDir: string;
-  /** Global API port; 0 picks a free one. Default 5681. */
+  /** Global API port; 0 puts every component of the demo on a free port. Default 5681. */
   port?: number;
   /** Written (atomically) once everything serves; removed on close. */
   readyFile?: string;
@@ -27,149 +53,102 @@ export interface DemoOptions {
    * Default `<dataDir>/demo.log`; `-` keeps them on stderr.
    */
   logFile?: string;
+  /** Sample resources to apply. Default the checkout's deploy/samples. */
+  samplesDir?: string;
+  /** Calls per second frontend → backend; 0 = no traffic. Default 4. */
+  trafficPerSecond?: number;
+  /** How the VM's systemd unit would run the agent (vm-agent.yaml records it). */
+  cliCommand?: string[];
+  /** Lines for the user while the demo runs (failover notices, the traffic report). Default stdout. */
+  notice?: (line: string) => void;
+  /** Each zone in its own network namespace (root; demo-netns.ts). Needs `cliMain`. */
+  netns?: boolean;
+  /** The built CLI entry the zone processes run with --netns. */
+  cliMain?: string;
 }
 
-/** The ready-file document (DESIGN.md "The embedded default"). */
-export interface DemoReadyInfo {
-  globalApi: string;
-  adminTokenFile: string;
-  dashboard: string;
-  zones: Array<{ name: string; api: string; mds: string; gateway?: string }>;
-  workloads: Array<{
-    name: string;
-    namespace: string;
-    zone: string;
-    app: string;
-    outbound: string;
-    admin: string;
-    metrics: string;
-  }>;
-  dataDir: string;
-  logFile?: string;
-  pid: number;
-}
-
-export interface DemoHandle {
-  readonly info: DemoReadyInfo;
-  /** Stop everything the demo started, remove the ready file. Idempotent. */
-  close(): Promise<void>;
-}
-
-/** GET url until it answers 200 or the deadline passes. */
-export async function waitForHttpOk(url: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer';
-  for (;;) {
-    const status = await new Promise<number>((resolve) => {
-      const req = http.get(url, (res) => {
-        res.resume();
-        resolve(res.statusCode ?? 0);
-      });
-      req.setTimeout(2000, () => req.destroy());
-      req.on('error', (err) => {
-        last = err.message;
-        resolve(0);
-      });
-    });
-    if (status === 200) return;
-    if (status !== 0) last = `HTTP ${status}`;
-    if (Date.now() > deadline) {
-      throw new MeshError(
-        ErrorCodes.INTERNAL,
-        `${url} did not become ready within ${timeoutMs / 1000} s (${last})`,
-      );
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/** Write JSON to `file` atomically: a reader sees the old file, no file, or the whole new one. */
-export async function writeJsonAtomic(file: string, value: unknown): Promise<void> {
-  await fs.mkdir(path.dirname(path.resolve(file)), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fs.writeFile(tmp, JSON.stringify(value, null, 2) + '\n');
-  await fs.rename(tmp, file);
-}
-
-function redirectLogs(logFile: string): WriteStream {
-  const stream = createWriteStream(logFile, { flags: 'a' });
-  setLogSink((line) => {
-    stream.write(line + '\n');
-    // Warnings and errors still reach the terminal: the user must see them.
-    if (/"level":"(warn|error)"/.test(line)) process.stderr.write(line + '\n');
+/** Every fixed port with what it is, for the up-front check. */
+function describePorts(globalPort: number, plan: DemoPortPlan): Array<[string, number]> {
+  const named: Array<[string, number]> = [
+    ['global API', globalPort],
+    ['global KDS', globalPort === 5681 ? 5685 : 0],
+  ];
+  plan.zones.forEach((z, i) => {
+    const zone = ZONES[i] ?? `zone ${i}`;
+    named.push([`${zone} API`, z.rest], [`${zone} MDS`, z.grpc], [`${zone} gateway`, z.gateway]);
+    named.push([`${zone} gateway admin`, z.gatewayAdmin]);
   });
-  return stream;
+  const names = [...WORKLOADS.map(([, w]) => w.name), 'backend VM'];
+  plan.workloads.forEach((w, i) => {
+    const name = names[i] ?? `workload ${i}`;
+    named.push([`${name} app`, w.app], [`${name} sidecar outbound`, w.outbound]);
+    named.push([`${name} sidecar inbound`, w.inbound], [`${name} sidecar admin`, w.admin]);
+    named.push([`${name} sidecar metrics`, w.metrics]);
+  });
+  return named;
 }
 
 /** Start the demo and resolve once everything it started is serving. */
 export async function startDemo(options: DemoOptions): Promise<DemoHandle> {
+  const started = Date.now();
   const dataDir = path.resolve(options.dataDir);
   await fs.mkdir(dataDir, { recursive: true, mode: 0o700 });
   const readyFile = options.readyFile === undefined ? undefined : path.resolve(options.readyFile);
   // A ready file left by a killed run must not be mistaken for this one.
   if (readyFile) await fs.rm(readyFile, { force: true });
+  const samplesDir = path.resolve(options.samplesDir ?? defaultSamplesDir());
+  const notice = options.notice ?? ((line: string) => process.stdout.write(`${line}\n`));
+
+  const globalPort = options.port ?? 5681;
+  if (options.netns === true) {
+    await checkNetns();
+    if (globalPort !== 0)
+      await checkPortsFree([
+        ['global API', globalPort],
+        ['global KDS', 5685],
+      ]);
+  }
+  const plan = planPorts(globalPort !== 0, ZONES.length, WORKLOADS.length + 1);
+  // Nothing starts when a fixed port is taken: one line naming it.
+  if (options.netns === true) {
+    // Zones have their own port spaces: only the global CP's ports are on the host.
+  } else if (plan.fixed) await checkPortsFree(describePorts(globalPort, plan));
+  else {
+    // The zone announces its gateway before the gateway starts; a VM registers its ports at join.
+    for (const z of plan.zones) z.gateway = await freePort();
+    const vm = plan.workloads[WORKLOADS.length];
+    if (vm)
+      for (const key of ['inbound', 'outbound', 'admin', 'metrics'] as const) vm[key] = await freePort();
+  }
 
   const logFile =
     options.logFile === '-' ? undefined : path.resolve(options.logFile ?? path.join(dataDir, 'demo.log'));
-  const logStream = logFile ? redirectLogs(logFile) : undefined;
+  const restoreLogs = logFile ? redirectLogs(logFile) : undefined;
+  const logger = createLogger('demo');
 
-  const stops: Array<() => Promise<void>> = [];
+  const stops: Array<() => Promise<void> | void> = [];
   const stopAll = async (): Promise<void> => {
-    // Stop in reverse start order: proxies before zones before global.
+    // Reverse start order: traffic, workloads, gateways, zones, global.
     let first: unknown;
     for (const stop of stops.reverse()) {
-      await stop().catch((err: unknown) => {
+      try {
+        await stop();
+      } catch (err) {
         first ??= err;
-      });
+      }
     }
     stops.length = 0;
-    if (logStream) {
-      setLogSink((line) => process.stderr.write(line + '\n'));
-      await new Promise<void>((resolve) => logStream.end(resolve));
-    }
+    if (restoreLogs) await restoreLogs();
     if (first !== undefined) throw first;
   };
 
-  try {
-    const { startGlobalCp } = await import('../../global-cp/global-cp.js');
-    const global: GlobalCpHandle = await startGlobalCp({
-      dataDir: path.join(dataDir, 'global'),
-      port: options.port ?? 5681,
-    });
-    stops.push(() => global.close());
-    await waitForHttpOk(`${global.url}/readyz`);
-
-    // Zone CPs on the documented ports when the global CP is on its own; free ports otherwise (tests).
-    const fixedPorts = (options.port ?? 5681) !== 0;
-    const zoneA = await startDemoZone(
-      global,
-      dataDir,
-      'zone-a',
-      fixedPorts ? { port: 5682, grpcPort: 5678 } : {},
-    );
-    stops.push(() => zoneA.close());
-    // zone-b shares the machine, so it takes the next free pair of ports.
-    const zoneB = await startDemoZone(
-      global,
-      dataDir,
-      'zone-b',
-      fixedPorts ? { port: 5692, grpcPort: 5688 } : {},
-    );
-    stops.push(() => zoneB.close());
-    await waitForZonesConnected(global, [zoneA.zone, zoneB.zone]);
-
-    const info: DemoReadyInfo = {
-      globalApi: global.url,
-      adminTokenFile: global.adminTokenFile,
-      dashboard: `${global.url}/`,
-      zones: [zoneA, zoneB].map((z) => ({ name: z.zone, api: z.restUrl, mds: z.grpcAddress })),
-      workloads: [],
-      dataDir,
-      ...(logFile ? { logFile } : {}),
-      pid: process.pid,
-    };
+  const perSecond = options.trafficPerSecond ?? 4;
+  const traffic = (url: string): void => {
+    const t = startTraffic({ url, intervalMs: 1000 / perSecond, report: notice });
+    stops.push(() => t.close());
+  };
+  const handleFor = async (info: DemoReadyInfo): Promise<DemoHandle> => {
     if (readyFile) await writeJsonAtomic(readyFile, info);
-
     let closing: Promise<void> | undefined;
     return {
       info,
@@ -181,101 +160,127 @@ export async function startDemo(options: DemoOptions): Promise<DemoHandle> {
         return closing;
       },
     };
+  };
+
+  if (options.netns === true) {
+    try {
+      const partial = await startNetnsDemo(
+        {
+          dataDir,
+          globalPort,
+          samplesDir,
+          cliMain: options.cliMain ?? process.argv[1] ?? '',
+          trafficPerSecond: perSecond,
+          notice,
+          onStop: (stop) => stops.push(stop),
+          startTraffic: traffic,
+        },
+        started,
+      );
+      return await handleFor({ ...partial, ...(logFile ? { logFile } : {}), pid: process.pid });
+    } catch (err) {
+      await stopAll().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  try {
+    const { startGlobalCp } = await import('../../global-cp/global-cp.js');
+    const global: GlobalCpHandle = await startGlobalCp({
+      dataDir: path.join(dataDir, 'global'),
+      port: globalPort,
+    });
+    stops.push(() => global.close());
+    await waitForHttpOk(`${global.url}/readyz`);
+    const admin = await readAdminToken(global);
+
+    // Policies first: zones get them in their first sync, and the VM's group is there to join.
+    const appliedSamples = applySamples(global.url, admin, samplesDir);
+
+    const zones: DemoZone[] = await Promise.all(
+      ZONES.map(async (name, i) => {
+        const ports = plan.zones[i];
+        if (ports === undefined) throw new Error(`no ports for ${name}`);
+        const zone = await startDemoZone(global, admin, dataDir, name, ports);
+        stops.push(() => zone.cp.close());
+        const gateway = await startDemoGateway(zone, admin, dataDir, ports, createLogger('eastwest-gateway'));
+        stops.push(() => gateway.close());
+        return zone;
+      }),
+    );
+    await appliedSamples;
+    await waitForZonesConnected(
+      global,
+      admin,
+      zones.map((z) => z.name),
+    );
+
+    const workloads: DemoWorkload[] = [];
+    const started_ = await Promise.all([
+      ...WORKLOADS.map(async ([zoneIndex, spec], i) => {
+        const zone = zones[zoneIndex];
+        const ports = plan.workloads[i];
+        if (zone === undefined || ports === undefined) throw new Error(`no zone or ports for ${spec.name}`);
+        const w = await startDemoWorkload(spec, zone, admin, ports, logger, notice);
+        stops.push(() => w.close());
+        return w;
+      }),
+      (async () => {
+        const zone = zones[1];
+        const ports = plan.workloads[WORKLOADS.length];
+        if (zone === undefined || ports === undefined) throw new Error('no zone or ports for the VM');
+        const vm = await startDemoVm({
+          zone,
+          adminToken: admin,
+          dataDir,
+          ports,
+          command: options.cliCommand ?? [process.execPath, 'meshfed', 'vm-agent', 'run'],
+          logger: createLogger('vm-agent'),
+          notice,
+        });
+        stops.push(() => vm.close());
+        return vm;
+      })(),
+    ]);
+    workloads.push(...started_);
+    await waitForProxiesReady(workloads.map((w) => ({ name: w.info.name, ready: () => w.ready() })));
+    await Promise.all(
+      zones.map((z) => (z.gateway === undefined ? Promise.resolve() : waitForGatewayReady(z, z.gateway))),
+    );
+
+    const frontend = workloads.find((w) => w.info.service === 'frontend');
+    const perSecond = options.trafficPerSecond ?? 4;
+    if (frontend !== undefined && perSecond > 0) {
+      const traffic = startTraffic({
+        url: `${frontend.info.app}/`,
+        intervalMs: 1000 / perSecond,
+        report: notice,
+      });
+      stops.push(() => traffic.close());
+    }
+
+    const info: DemoReadyInfo = {
+      globalApi: global.url,
+      adminTokenFile: global.adminTokenFile,
+      dashboard: `${global.url}/`,
+      zones: zones.map((z) => ({
+        name: z.name,
+        api: z.cp.restUrl,
+        mds: z.cp.grpcAddress,
+        gateway: z.gatewayAddress,
+        ...(z.gateway === undefined ? {} : { gatewayAdmin: `http://127.0.0.1:${z.gateway.adminPort}` }),
+      })),
+      workloads: workloads.map((w) => w.info),
+      mode: 'loopback',
+      samples: samplesDir,
+      dataDir,
+      ...(logFile ? { logFile } : {}),
+      pid: process.pid,
+      startupMs: Date.now() - started,
+    };
+    return await handleFor(info);
   } catch (err) {
     await stopAll().catch(() => undefined);
     throw err;
   }
-}
-
-/**
- * A zone CP in universal mode wired to the demo's global CP over KDS: it
- * gets a zone token from global, its intermediate CA, policies and the
- * catalog from global, and accepts global's admin token on its API.
- */
-async function startDemoZone(
-  global: GlobalCpHandle,
-  dataDir: string,
-  zone: string,
-  ports: { port?: number; grpcPort?: number },
-): Promise<ZoneCpHandle> {
-  const admin = (await fs.readFile(global.adminTokenFile, 'utf8')).trim();
-  const answer = await fetch(`${global.url}/api/v1/tokens`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${admin}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ kind: 'zone', zone, name: zone }),
-  });
-  const issued = (await answer.json()) as { token?: unknown; message?: unknown };
-  if (answer.status !== 201 || typeof issued.token !== 'string') {
-    throw new MeshError(ErrorCodes.INTERNAL, `global refused a token for ${zone}: ${String(issued.message)}`);
-  }
-  const { startZoneCp } = await import('../../zone-cp/zone-cp.js');
-  const handle = await startZoneCp({
-    zone,
-    dataDir: path.join(dataDir, zone),
-    port: ports.port ?? 0,
-    grpcPort: ports.grpcPort ?? 0,
-    discovery: [{ name: 'universal' }],
-    global: { addresses: [global.kdsAddress], caPem: global.caCertPem, token: issued.token },
-  });
-  try {
-    await handle.ready();
-    await waitForHttpOk(`${handle.restUrl}/readyz`);
-  } catch (err) {
-    await handle.close();
-    throw err;
-  }
-  return handle;
-}
-
-/** Waits until global's KDS server lists every zone as connected, so the summary tells the truth. */
-async function waitForZonesConnected(global: GlobalCpHandle, zones: string[]): Promise<void> {
-  const admin = (await fs.readFile(global.adminTokenFile, 'utf8')).trim();
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const answer = await fetch(`${global.url}/api/v1/kds`, { headers: { authorization: `Bearer ${admin}` } });
-    const body = (await answer.json()) as { connectedZones?: unknown };
-    const connected = JSON.stringify(body.connectedZones ?? []);
-    if (zones.every((zone) => connected.includes(`"${zone}"`))) return;
-    if (Date.now() > deadline) {
-      throw new MeshError(
-        ErrorCodes.UNAVAILABLE,
-        `zones ${zones.join(', ')} did not connect to global within 15 s`,
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
-
-/**
- * The human summary printed at start: what runs where and what to try.
- * `cliPath` is how to invoke the CLI when `meshfed` is not on PATH.
- */
-export function formatDemoSummary(info: DemoReadyInfo, cliPath?: string): string {
-  const lines = [
-    'meshfed demo is running',
-    '',
-    `  global API   ${info.globalApi}`,
-    `  dashboard    ${info.dashboard}`,
-    `  admin token  ${info.adminTokenFile}`,
-    `  data         ${info.dataDir}`,
-    ...(info.logFile ? [`  logs         ${info.logFile}`] : []),
-    ...info.zones.map(
-      (z) =>
-        `  zone ${z.name.padEnd(7)} api ${z.api}  mds ${z.mds}${z.gateway ? `  gateway ${z.gateway}` : ''}`,
-    ),
-    ...info.workloads.map((w) => `  ${w.namespace}/${w.name} (${w.zone})  app ${w.app}`),
-    '',
-    'Try:',
-    ...(cliPath ? [`  alias meshfed='node ${cliPath}'   # if meshfed is not on your PATH`] : []),
-    `  export MESHFED_SERVER=${info.globalApi}`,
-    `  export MESHFED_TOKEN_FILE=${info.adminTokenFile}`,
-    '  meshfed apply -f test/fixtures/istio/',
-    '  meshfed get vs -A',
-    '  meshfed get zones',
-    ...info.zones.slice(0, 1).map((z) => `  meshfed --server ${z.api} inspect proxies`),
-    '',
-    'Ctrl-C stops everything; the data directory is kept.',
-    '',
-  ];
-  return lines.join('\n');
 }

@@ -32,6 +32,8 @@ export const ZONE_CA_SECRET = 'zone-ca';
 export const TRUST_BUNDLE_SECRET = 'trust-bundle';
 /** spec: { publicKeysPem: string[] } — global's token verification keys, so global-issued admin tokens work on the zone. */
 export const GLOBAL_TOKEN_KEYS_SECRET = 'global-token-keys';
+/** spec: { tokenIds: string[] } — ids of global-issued tokens global revoked (the whole set it last sent). */
+export const GLOBAL_TOKEN_REVOCATIONS_SECRET = 'global-token-revocations';
 /** Kind of the cross-zone catalog global sends (one object named `catalog`, spec: ServiceCatalog from core/mesh/inventory.ts). */
 export const SERVICE_CATALOG_KIND = 'MeshfedServiceCatalog';
 /** Label on objects a zone received from global over KDS (value `global`); local writes never touch them. */

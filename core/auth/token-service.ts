@@ -6,7 +6,7 @@
  * (`addVerificationKey`), so one admin token works across the mesh.
  */
 
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { IncomingMessage } from 'node:http';
@@ -14,6 +14,7 @@ import { ErrorCodes, MeshError, isMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Authenticator, Principal } from '../api/auth.js';
 import { bearerToken } from '../api/auth.js';
+import { generateP256KeyPair } from '../pki/keygen.js';
 import type { Store, Watch } from '../store/store.js';
 import { TokenIssuer, TokenVerifier, type TokenClaims, type TokenKind } from '../token/token.js';
 import {
@@ -39,8 +40,12 @@ export interface IssuedToken {
 }
 
 export class TokenService implements Authenticator {
-  /** Ids of revoked tokens, kept current by a watch on the token records. */
-  private readonly revoked = new Set<string>();
+  /**
+   * Ids of revoked tokens (kept current by a watch on the token records, plus
+   * those another issuer revoked) → when the token expires anyway (ms since
+   * the epoch; Infinity for tokens without expiry).
+   */
+  private readonly revoked = new Map<string, number>();
   private readonly revokedListeners = new Set<(jti: string) => void>();
   private readonly resyncListeners = new Set<() => void>();
   private readonly issuer: TokenIssuer;
@@ -128,7 +133,7 @@ export class TokenService implements Authenticator {
       { expectedResourceVersion: record.metadata.resourceVersion },
     );
     // Effective at once on this replica; others learn it through their watch.
-    this.markRevoked(tokenId);
+    this.markRevoked(tokenId, expiryOf(record));
   }
 
   /**
@@ -185,16 +190,35 @@ export class TokenService implements Authenticator {
     return () => this.resyncListeners.delete(listener);
   }
 
-  private markRevoked(jti: string): void {
+  /**
+   * Ids of the tokens revoked here that have not expired yet: what global
+   * sends its zones so that they refuse them too.
+   */
+  revokedTokenIds(now = Date.now()): string[] {
+    const ids: string[] = [];
+    for (const [jti, expiresAt] of this.revoked) if (expiresAt > now) ids.push(jti);
+    return ids.sort();
+  }
+
+  /**
+   * Refuse tokens another issuer (global, for a zone) revoked. Additive: a
+   * revocation is never taken back, and an id dropped from the issuer's set
+   * belongs to a token that has expired anyway.
+   */
+  addRevokedTokenIds(ids: Iterable<string>): void {
+    for (const jti of ids) if (jti !== '') this.markRevoked(jti, Number.POSITIVE_INFINITY);
+  }
+
+  private markRevoked(jti: string, expiresAt: number): void {
     if (this.revoked.has(jti)) return;
-    this.revoked.add(jti);
+    this.revoked.set(jti, expiresAt);
     for (const listener of this.revokedListeners) listener(jti);
   }
 
   private async followRevocations(resync = false): Promise<void> {
     const initial = await this.store.list({ kind: TOKEN_RECORD_KIND });
     for (const record of initial.items) {
-      if (record.spec.revoked === true) this.markRevoked(jtiOf(record));
+      if (record.spec.revoked === true) this.markRevoked(jtiOf(record), expiryOf(record));
     }
     if (resync) for (const listener of this.resyncListeners) listener();
     if (this.closed) return;
@@ -202,7 +226,8 @@ export class TokenService implements Authenticator {
       { kind: TOKEN_RECORD_KIND, fromRevision: initial.revision },
       {
         onEvent: (event) => {
-          if (event.object.spec.revoked === true) this.markRevoked(jtiOf(event.object));
+          if (event.object.spec.revoked === true)
+            this.markRevoked(jtiOf(event.object), expiryOf(event.object));
         },
         onError: (err) => {
           if (this.closed) return;
@@ -224,7 +249,7 @@ async function ensureSigningKey(store: Store): Promise<KeyObject> {
   const key = { kind: SECRET_KIND, namespace: '', name: TOKEN_KEY_SECRET };
   const existing = await store.get(key);
   if (existing !== undefined) return createPrivateKey(String(existing.spec.keyPem));
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const { privateKey } = generateP256KeyPair();
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   try {
     await store.create(secretResource(TOKEN_KEY_SECRET, { keyPem }));
@@ -248,6 +273,12 @@ export function tokenRecordName(jti: string): string {
 }
 
 /** The token id a record stands for (records written before `spec.jti` existed are named by it). */
+/** When a recorded token expires (ms since the epoch), Infinity when it does not. */
+function expiryOf(record: { spec: Record<string, unknown> }): number {
+  const at = typeof record.spec.expiresAt === 'string' ? Date.parse(record.spec.expiresAt) : Number.NaN;
+  return Number.isNaN(at) ? Number.POSITIVE_INFINITY : at;
+}
+
 export function jtiOf(record: { metadata: { name: string }; spec: Record<string, unknown> }): string {
   return typeof record.spec.jti === 'string' ? record.spec.jti : record.metadata.name;
 }

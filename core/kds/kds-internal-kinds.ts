@@ -4,7 +4,13 @@
  */
 
 import type { Resource } from '../resource/resource.js';
-import { INTERNAL_API_VERSION } from '../auth/internal-kinds.js';
+import {
+  INTERNAL_API_VERSION,
+  SECRET_KIND,
+  SERVICE_CATALOG_KIND,
+  TOKEN_RECORD_KIND,
+} from '../auth/internal-kinds.js';
+import { VM_JOIN_TOKEN_KIND, VM_REVOKED_CERT_KIND } from '../vm/vm-kinds.js';
 
 /**
  * Global side, one object `store`: spec { id } — a random identity created
@@ -40,3 +46,19 @@ export const KDS_STATE_NAME = 'global';
 export function internalResource(kind: string, name: string, spec: Record<string, unknown>): Resource {
   return { apiVersion: INTERNAL_API_VERSION, kind, metadata: { name }, spec };
 }
+
+/**
+ * Every internal kind a zone CP writes to its store. With a `kubernetes://`
+ * store each is a cluster-scoped custom resource of `internal.meshfed.io`
+ * that must exist before the zone starts (deploy/crds, written by
+ * scripts/gen-crds.ts; the zone's ClusterRole in deploy/zone/rbac.yaml
+ * grants them), unless the store may install CRDs itself (`installCrds`).
+ */
+export const ZONE_INTERNAL_KINDS: readonly string[] = [
+  SECRET_KIND,
+  TOKEN_RECORD_KIND,
+  SERVICE_CATALOG_KIND,
+  KDS_STATE_KIND,
+  VM_JOIN_TOKEN_KIND,
+  VM_REVOKED_CERT_KIND,
+];

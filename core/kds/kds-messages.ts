@@ -59,15 +59,21 @@ export interface CertificateRequestMessage {
   csr_pem: string;
 }
 
+/** JSON of core/telemetry ZoneTelemetrySummary. */
+export interface ZoneTelemetryMessage {
+  json: Buffer;
+}
+
 /** Zone → global. Exactly one member is set; `message` names it on receipt. */
 export interface ZoneMessage {
-  message?: 'hello' | 'ack' | 'nack' | 'inventory' | 'status' | 'csr';
+  message?: 'hello' | 'ack' | 'nack' | 'inventory' | 'status' | 'csr' | 'telemetry';
   hello?: HelloMessage | null;
   ack?: AckMessage | null;
   nack?: NackMessage | null;
   inventory?: InventoryMessage | null;
   status?: ZoneStatusMessage | null;
   csr?: CertificateRequestMessage | null;
+  telemetry?: ZoneTelemetryMessage | null;
 }
 
 export interface WelcomeMessage {
@@ -94,6 +100,8 @@ export interface TrustMessage {
   intermediate_chain_pem: string;
   token_public_keys_pem: string[];
   csr_error: string;
+  /** Global's revoked, unexpired token ids (the whole set); absent from older globals. */
+  revoked_token_ids?: string[];
 }
 
 export interface CatalogMessage {

@@ -103,6 +103,22 @@ export class MdsClient extends EventEmitter {
     return this.#lastError;
   }
 
+  /**
+   * Sends a telemetry Report (JSON of core/telemetry ProxyTelemetryReport)
+   * on the open stream. Returns false, sending nothing, while no stream is
+   * accepted: the caller keeps the counts for the next report.
+   */
+  sendReport(json: Buffer): boolean {
+    const stream = this.#stream;
+    if (!this.#connected || stream === undefined) return false;
+    try {
+      stream.write({ report: { json } });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Opens the stream (and keeps it open). Idempotent. */
   start(): void {
     if (this.#started || this.#closed) return;

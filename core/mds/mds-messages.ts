@@ -31,12 +31,18 @@ export interface NackWire extends AckWire {
   error: string;
 }
 
+/** Telemetry since the previous report: JSON of core/telemetry ProxyTelemetryReport. */
+export interface ReportWire {
+  json: Buffer;
+}
+
 /** A decoded ProxyMessage: `message` names the oneof member that is set. */
 export interface ProxyMessageWire {
-  message?: 'hello' | 'ack' | 'nack';
+  message?: 'hello' | 'ack' | 'nack' | 'report';
   hello?: HelloWire | null;
   ack?: AckWire | null;
   nack?: NackWire | null;
+  report?: ReportWire | null;
 }
 
 export interface SnapshotWire {

@@ -6,14 +6,9 @@
  * subject Name and key identifier are decoded once in `loadCa`.
  */
 
-import {
-  X509Certificate,
-  createHash,
-  createPrivateKey,
-  generateKeyPairSync,
-  type KeyObject,
-} from 'node:crypto';
+import { X509Certificate, createHash, createPrivateKey, type KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../errors.js';
+import { generateP256KeyPair } from './keygen.js';
 import { derToPem, pemToDerList } from './pem.js';
 import { parseSpiffeId, trustDomainUri, validateTrustDomain } from './spiffe.js';
 import {
@@ -94,9 +89,9 @@ export function fingerprintOf(der: Buffer): string {
   return 'sha256:' + createHash('sha256').update(der).digest('hex');
 }
 
-/** A fresh ECDSA P-256 key pair. */
+/** A fresh ECDSA P-256 key pair (safe to export as JWK: see keygen.ts). */
 export function generateKeyPair(): { privateKey: KeyObject; publicKey: KeyObject } {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return generateP256KeyPair();
 }
 
 /** Creates a self-signed root CA for `trustDomain` (URI SAN `spiffe://<td>`, no path length limit). */

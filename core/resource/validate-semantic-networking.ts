@@ -166,8 +166,17 @@ export function checkVirtualService(ctx: Ctx, spec: Obj): void {
 // ---------------------------------------------------------------------------
 // DestinationRule.
 
+/**
+ * Istio ignores failover rules without outlierDetection (istio#48084).
+ * meshfed does not: endpoint health (readiness, and each zone's healthy
+ * count reported through KDS) always triggers failover. What is missing
+ * without outlierDetection is failing over on errors, so that is the warning.
+ */
 const FAILOVER_WARNING =
-  'localityLbSetting.failover has nothing to trigger it without outlierDetection; meshfed will still fail over on zone health reported through KDS';
+  'without outlierDetection, meshfed fails over only when endpoints turn unhealthy (readiness, or zone health reported through KDS), not when they answer with errors; add outlierDetection to fail over on errors too';
+/** `enabled: false` switches locality load balancing off, so the rules beside it never apply. */
+const DISABLED_WARNING =
+  'enabled is false, so locality load balancing is off and these rules never apply (traffic is spread over every zone)';
 
 /** A locality rule's `from` (and `to`, for failover) must name a locality. */
 function requireLocality(path: string, rule: Obj, field: 'from' | 'to'): void {
@@ -210,6 +219,16 @@ function checkLoadBalancer(ctx: Ctx, path: string, lb: Obj, settings: Obj): void
     const sum = Object.values(to).reduce<number>((acc, w) => acc + (typeof w === 'number' ? w : 0), 0);
     if (sum !== 100) throw invalid(key(dp, 'to'), `weights sum to ${sum}; they must sum to 100`);
   });
+  priority.forEach((entry, i) => {
+    // `label` or `label=value`: an empty side would match nothing, silently.
+    const eq = typeof entry === 'string' ? entry.indexOf('=') : -1;
+    if (typeof entry !== 'string' || entry === '' || eq === 0 || eq === entry.length - 1) {
+      throw invalid(
+        index(key(lp, 'failoverPriority'), i),
+        `${JSON.stringify(entry)} is not a label: write label or label=value`,
+      );
+    }
+  });
   failover.forEach((f, i) => {
     const fp = index(key(lp, 'failover'), i);
     const rule = asObject(f) ?? {};
@@ -217,8 +236,12 @@ function checkLoadBalancer(ctx: Ctx, path: string, lb: Obj, settings: Obj): void
     requireLocality(fp, rule, 'to');
     if (rule.from === rule.to) throw invalid(fp, 'from and to must differ');
   });
-  if (failover.length > 0 && settings.outlierDetection === undefined) {
-    ctx.warnings.push(`${key(lp, 'failover')}: ${FAILOVER_WARNING}`);
+  if (set.length > 0 && locality.enabled === false) {
+    ctx.warnings.push(`${key(lp, set[0] ?? '')}: ${DISABLED_WARNING}`);
+  } else if ((failover.length > 0 || priority.length > 0) && settings.outlierDetection === undefined) {
+    ctx.warnings.push(
+      `${key(lp, failover.length > 0 ? 'failover' : 'failoverPriority')}: ${FAILOVER_WARNING}`,
+    );
   }
 }
 

@@ -486,8 +486,83 @@ spec:
         failover: [{from: region1, to: region2}]
 `);
     expect(warnings).toEqual([
-      'spec.trafficPolicy.loadBalancer.localityLbSetting.failover: localityLbSetting.failover has nothing to trigger it without outlierDetection; meshfed will still fail over on zone health reported through KDS',
+      'spec.trafficPolicy.loadBalancer.localityLbSetting.failover: without outlierDetection, meshfed fails over only when endpoints turn unhealthy (readiness, or zone health reported through KDS), not when they answer with errors; add outlierDetection to fail over on errors too',
     ]);
+  });
+
+  it('warns about failoverPriority without outlierDetection, and rules under enabled: false', () => {
+    const dr = (setting: string, outlier = '') =>
+      validateYaml(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: helloworld}
+spec:
+  host: helloworld
+  trafficPolicy:
+    ${outlier}
+    loadBalancer:
+      localityLbSetting: ${setting}
+`).warnings;
+    expect(dr('{failoverPriority: [topology.istio.io/network=n1]}')).toEqual([
+      expect.stringMatching(
+        /^spec\.trafficPolicy\.loadBalancer\.localityLbSetting\.failoverPriority: without outlierDetection/,
+      ),
+    ]);
+    expect(
+      dr('{failover: [{from: zone-a, to: zone-b}]}', 'outlierDetection: {consecutive5xxErrors: 3}'),
+    ).toEqual([]);
+    expect(dr('{enabled: false, failover: [{from: zone-a, to: zone-b}]}')).toEqual([
+      'spec.trafficPolicy.loadBalancer.localityLbSetting.failover: enabled is false, so locality load balancing is off and these rules never apply (traffic is spread over every zone)',
+    ]);
+  });
+
+  it('refuses a failoverPriority entry with an empty label or value', () => {
+    let err: unknown;
+    try {
+      validateYaml(`
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: helloworld}
+spec:
+  host: helloworld
+  trafficPolicy:
+    outlierDetection: {consecutive5xxErrors: 3}
+    loadBalancer:
+      localityLbSetting:
+        failoverPriority: [topology.istio.io/network=network1, "topology.istio.io/cluster="]
+`);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({
+      field: 'spec.trafficPolicy.loadBalancer.localityLbSetting.failoverPriority[1]',
+    });
+    expect(String(err)).toContain('write label or label=value');
+  });
+
+  it('checks Mesh pinnedServices entries', () => {
+    const mesh = (pinned: string) =>
+      validateYaml(`
+apiVersion: meshfed.io/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec:
+  routing: {pinToZone: false, pinnedServices: ${pinned}}
+`);
+    expect(mesh('[payments.bank, "*.vault", ledger.bank.svc.cluster.local]').resource.spec).toMatchObject({
+      routing: {
+        preferLocalZone: true,
+        pinnedServices: ['payments.bank', '*.vault', 'ledger.bank.svc.cluster.local'],
+      },
+    });
+    let err: unknown;
+    try {
+      mesh('[payments.bank, payments]');
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toMatchObject({ field: 'spec.routing.pinnedServices[1]' });
+    expect(String(err)).toContain('write name.namespace');
   });
 
   it('accepts a DENY policy without rules (it matches nothing)', () => {

@@ -22,7 +22,7 @@
  *   later append could land behind a half-written record.
  */
 
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { chmod, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 
@@ -224,7 +224,10 @@ class DurableLog {
    * repairs a torn tail, and opens the log for appending.
    */
   static async open(dir: string, logger: Logger): Promise<{ log: DurableLog; state: LoadedState }> {
-    await mkdir(dir, { recursive: true });
+    // The store holds the root CA key and the token signing key in clear:
+    // only the owner may list or read it.
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    await chmod(dir, 0o700);
     const lock = await lockDataDir(dir, logger);
     try {
       return await DurableLog.openLocked(dir, lock, logger);
@@ -327,7 +330,9 @@ class DurableLog {
       records.push({ op: rec.op, rev, obj: rec.obj, json: JSON.stringify(rec.obj) });
     }
 
-    const fh = await open(logPath, 'a');
+    const fh = await open(logPath, 'a', 0o600);
+    // A log created by an older version may be world-readable.
+    await fh.chmod(0o600);
     const log = new DurableLog(dir, fh, lock);
     if (tornBytes > 0) {
       logger.warn('store log has a torn last record; truncating it', {
@@ -381,7 +386,7 @@ class DurableLog {
     const tmp = path.join(this.dir, SNAPSHOT_TMP);
     const header = JSON.stringify({ snapshot: 1, revision, objects: objects.length });
     const body = objects.length === 0 ? `${header}\n` : `${header}\n${objects.join('\n')}\n`;
-    const snap = await open(tmp, 'w');
+    const snap = await open(tmp, 'w', 0o600);
     try {
       await snap.writeFile(body, 'utf8');
       await snap.sync();

@@ -12,7 +12,6 @@
 import { ErrorCodes, MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { MemoryStore } from './store-memory.js';
-import { RedisStore } from './store-redis.js';
 import type { Store } from './store.js';
 
 /** Tuning shared by the built-in backends; each ignores what it does not use. */
@@ -94,6 +93,8 @@ const redisFactory: StoreFactory = async (url, options) => {
   if (prefix !== undefined && (prefix === '' || /[{}]/.test(prefix))) {
     throw configError(url.href, 'prefix must be non-empty and must not contain braces');
   }
+  // Loaded on first use: ioredis costs every sidecar and CLI process ~13 MiB.
+  const { RedisStore } = await import('./store-redis.js');
   return RedisStore.open({
     redis: {
       host: url.hostname.replace(/^\[|\]$/g, ''),

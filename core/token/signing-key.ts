@@ -4,14 +4,9 @@
  * startup rather than on the first token.
  */
 
-import {
-  createHash,
-  createPrivateKey,
-  createPublicKey,
-  generateKeyPairSync,
-  type KeyObject,
-} from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../errors.js';
+import { generateP256KeyPair } from '../pki/keygen.js';
 
 export interface SigningKeyPair {
   privateKey: KeyObject;
@@ -30,7 +25,7 @@ export function assertP256(key: KeyObject, what: string): void {
 
 /** A fresh ECDSA P-256 key pair for signing tokens. */
 export function generateSigningKey(): SigningKeyPair {
-  return generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  return generateP256KeyPair();
 }
 
 /** PKCS#8 PEM of a signing key. */

@@ -18,6 +18,7 @@ import type { TokenService } from '../../core/auth/token-service.js';
 import type { CertificateAuthority } from '../../core/pki/ca.js';
 import type { Store } from '../../core/store/store.js';
 import { kdsChannelOptions, kdsServiceDefinition } from '../../core/kds/kds-grpc.js';
+import type { ZoneTelemetrySink } from '../../core/telemetry/telemetry-report.js';
 import { KDS_STORE_ID_KIND, KDS_STORE_ID_NAME, internalResource } from '../../core/kds/kds-internal-kinds.js';
 import type { GlobalMessage, ZoneMessage } from '../../core/kds/kds-messages.js';
 import { ZoneCatalog } from './kds-catalog.js';
@@ -41,6 +42,8 @@ export interface KdsServerOptions {
   logger: Logger;
   softwareVersion: string;
   settings?: Partial<KdsSettings>;
+  /** Where zones' telemetry summaries go (the dashboard). */
+  telemetry?: ZoneTelemetrySink;
   /** Extra DNS names for the server certificate (besides localhost). */
   dnsNames?: readonly string[];
 }
@@ -117,6 +120,7 @@ export async function startKdsServer(options: KdsServerOptions): Promise<KdsServ
     metrics,
     logger,
     resyncPermits: new Semaphore(settings.maxConcurrentResyncs),
+    ...(options.telemetry === undefined ? {} : { telemetry: options.telemetry }),
     attach(session) {
       const previous = sessions.get(session.zone);
       sessions.set(session.zone, session);
@@ -166,15 +170,22 @@ export async function startKdsServer(options: KdsServerOptions): Promise<KdsServ
   // A revoked zone token ends its open stream at once, on every replica (the
   // token service follows revocations through the store); after a gap in that
   // watch, open streams re-verify their tokens.
+  // Every other zone learns the revocation through its trust message, so it
+  // refuses the token on its own API and at VM join.
   const stopRevoked = options.tokens.onRevoked((jti) => {
     for (const session of [...sessions.values()]) {
       if (session.tokenId === jti) {
         session.fail(new MeshError(ErrorCodes.TOKEN_INVALID, `the zone token ${jti} was revoked`), 'token');
+      } else {
+        session.pushRevocations();
       }
     }
   });
   const stopResync = options.tokens.onRevocationResync(() => {
-    for (const session of [...sessions.values()]) session.recheckToken();
+    for (const session of [...sessions.values()]) {
+      session.recheckToken();
+      session.pushRevocations();
+    }
   });
   const revocations = {
     close(): void {

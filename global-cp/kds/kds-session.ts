@@ -55,6 +55,7 @@ import type { Semaphore } from './kds-semaphore.js';
 import { StreamSender } from './kds-sender.js';
 import type { KdsSettings } from './kds-settings.js';
 import type { ZoneRegistry } from './kds-zone-registry.js';
+import { parseZoneTelemetry, type ZoneTelemetrySink } from '../../core/telemetry/telemetry-report.js';
 
 /** What every session of one server shares. */
 export interface SessionContext {
@@ -71,6 +72,8 @@ export interface SessionContext {
   logger: Logger;
   /** Bounds the full resyncs being listed and encoded at once. */
   resyncPermits: Semaphore;
+  /** Receives each zone's telemetry summaries (the dashboard); absent: they are dropped. */
+  telemetry?: ZoneTelemetrySink;
   /** Makes the session the zone's stream on this replica (ending an older one). */
   attach(session: ZoneSession): void;
   detach(session: ZoneSession): void;
@@ -401,6 +404,9 @@ export class ZoneSession {
       case 'csr':
         if (message.csr) this.sendTrust(message.csr.csr_pem);
         return;
+      case 'telemetry':
+        if (message.telemetry) this.onTelemetry(message.telemetry.json);
+        return;
       default:
         // A newer zone's message this version does not know: ignore it, as protobuf ignores unknown fields.
         this.ctx.logger.debug('ignoring an unknown KDS message', { zone: this.zone });
@@ -508,6 +514,12 @@ export class ZoneSession {
     this.expiryTimer.unref();
   }
 
+  /** Resend trust (no CSR answer) so the zone learns a token revoked at global. */
+  pushRevocations(): void {
+    if (this.zone === '') return;
+    this.sendTrust('');
+  }
+
   private sendTrust(csrPem: string): void {
     const { trustRoot, tokens } = this.ctx;
     let chain = '';
@@ -526,6 +538,7 @@ export class ZoneSession {
       intermediate_chain_pem: chain,
       token_public_keys_pem: [tokens.publicKeyPem],
       csr_error: csrError,
+      revoked_token_ids: tokens.revokedTokenIds(),
     };
     this.sender.send({ trust }, 4096 + chain.length);
     this.ctx.metrics.messagesSent.inc({ type: 'trust' });
@@ -932,6 +945,17 @@ export class ZoneSession {
       count: nack.errors.length,
     });
     this.onAck({ nonce: nack.nonce, revision: nack.revision }, failed);
+  }
+
+  private onTelemetry(json: Buffer): void {
+    const sink = this.ctx.telemetry;
+    if (sink === undefined) return;
+    try {
+      sink.report(this.zone, parseZoneTelemetry(json, this.zone));
+    } catch (err) {
+      // Telemetry is best effort: a bad summary is logged and dropped, the sync goes on.
+      this.ctx.logger.warn('dropped a zone telemetry summary', { zone: this.zone, err });
+    }
   }
 
   private onStatus(status: ZoneStatusMessage): void {

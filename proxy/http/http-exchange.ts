@@ -14,6 +14,7 @@ import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerR
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Attempt, AttemptOwner, UpstreamFailureKind } from '../upstream/upstream-attempt.js';
+import { H1Body, type BodySink } from '../upstream/upstream-h1-conn.js';
 import { endToEndHeaders } from './http-headers.js';
 import { sendLocalReply } from './local-reply.js';
 import { addFlag } from './response-flags.js';
@@ -30,7 +31,7 @@ interface Tagged {
 /** Bodies up to this size are kept for retries and mirrors (Envoy's default buffer limit). */
 export const DEFAULT_REPLAY_LIMIT = 1 << 20;
 
-export abstract class HttpExchange implements AttemptOwner {
+export abstract class HttpExchange implements AttemptOwner, BodySink {
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
   /** The downstream speaks HTTP/2 (compat API objects). */
@@ -58,6 +59,9 @@ export abstract class HttpExchange implements AttemptOwner {
   bodyLost = false;
   #listening = false;
   #responseBody: Readable | undefined;
+  /** An HTTP/1.1 upstream body delivered straight to us (no pipe). */
+  #directBody: H1Body | undefined;
+  #drainListening = false;
   /** gRPC status that came in the response headers (trailers-only): it goes out as trailers. */
   #grpcTrailers: Record<string, string> | undefined;
 
@@ -194,6 +198,11 @@ export abstract class HttpExchange implements AttemptOwner {
       this.localReply(502, 'upstream sent invalid headers', 'UPE');
       return;
     }
+    if (body instanceof H1Body && body.attachSink(this)) {
+      // The common case: the lean client's chunks go to res.write with no stream plumbing in between.
+      this.#directBody = body;
+      return;
+    }
     this.#responseBody = body;
     const tagged = body as Readable & Tagged;
     tagged[kExchange] = this;
@@ -203,6 +212,29 @@ export abstract class HttpExchange implements AttemptOwner {
     body.on('aborted', onResponseAborted);
     // Both listeners see every chunk: ours counts bytes, pipe writes with backpressure.
     body.pipe(res as NodeJS.WritableStream, { end: false });
+  }
+
+  onBodyChunk(chunk: Buffer): boolean {
+    this.responseBytes += chunk.length;
+    if ((this.res as ServerResponse).write(chunk)) return true;
+    if (!this.#drainListening) {
+      this.#drainListening = true;
+      this.res.on('drain', onResponseDrain);
+    }
+    return false;
+  }
+
+  onBodyEnd(): void {
+    this.onResponseEnd();
+  }
+
+  onBodyBroken(): void {
+    this.onResponseBroken();
+  }
+
+  /** The client took what was written: read the upstream again. */
+  resumeDirectBody(): void {
+    this.#directBody?.resumeSink();
   }
 
   onResponseEnd(): void {
@@ -261,6 +293,7 @@ export abstract class HttpExchange implements AttemptOwner {
     this.flags = addFlag(this.flags, 'DC');
     if (!this.committed) this.status = 0;
     this.#responseBody?.destroy();
+    this.#directBody?.destroy();
     this.onDownstreamGone();
     this.finish();
   }
@@ -309,6 +342,10 @@ function onResponseClose(this: DownstreamResponse & Tagged): void {
   const x = this[kExchange];
   if (x === undefined || x.finished) return;
   if (!this.writableFinished) x.onDownstreamClose();
+}
+
+function onResponseDrain(this: DownstreamResponse & Tagged): void {
+  this[kExchange]?.resumeDirectBody();
 }
 
 function onResponseData(this: Readable & Tagged, chunk: Buffer): void {

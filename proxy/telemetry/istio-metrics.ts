@@ -180,6 +180,11 @@ export class IstioMetrics {
     );
   }
 
+  /** Every HTTP series, overflow included (for the telemetry report, read off the data path). */
+  httpSeries(): Iterable<HttpSeries> {
+    return this.#httpSeries();
+  }
+
   *#httpSeries(): Generator<HttpSeries> {
     for (const b of this.#bases) {
       yield* b.fast.values();

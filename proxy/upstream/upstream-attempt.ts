@@ -1,6 +1,6 @@
 /**
- * One try of a request against one upstream: an HTTP/1.1 ClientRequest on
- * a keep-alive agent, or an HTTP/2 stream on a shared session. Both report
+ * One try of a request against one upstream: an HTTP/1.1 request on the
+ * lean client (upstream-h1-conn), or an HTTP/2 stream on a shared session. Both report
  * to their owner (the exchange that decides on retries) through the same
  * three calls, and classify failures the way retry policies need them:
  * connect failure, reset, refused stream.
@@ -9,12 +9,7 @@
  * symbol on the emitter, so an attempt costs no closures.
  */
 
-import http, {
-  type ClientRequest,
-  type IncomingHttpHeaders,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-} from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:http2';
 import type { Readable } from 'node:stream';
 import { kConnected, kPeerId, type TaggedSocket } from './upstream-connect.js';
@@ -60,108 +55,14 @@ export interface Attempt {
 const kAttempt = Symbol('meshfed.attempt');
 
 interface Tagged {
-  [kAttempt]?: H1Attempt | H2Attempt;
+  [kAttempt]?: H2Attempt;
 }
 
 const NGHTTP2_REFUSED_STREAM = http2.constants.NGHTTP2_REFUSED_STREAM;
 
-export interface H1RequestOptions {
-  agent: http.Agent;
-  host: string;
-  port: number;
-  method: string;
-  path: string;
-  headers: OutgoingHttpHeaders;
-}
-
-export class H1Attempt implements Attempt {
-  readonly owner: AttemptOwner;
-  readonly req: ClientRequest;
-  res: IncomingMessage | undefined;
-  settled = false;
-  broken = false;
-
-  constructor(owner: AttemptOwner, options: H1RequestOptions) {
-    this.owner = owner;
-    const req = http.request({
-      agent: options.agent,
-      host: options.host,
-      port: options.port,
-      method: options.method,
-      path: options.path,
-      headers: options.headers,
-      setHost: false,
-    });
-    (req as ClientRequest & Tagged)[kAttempt] = this;
-    req.on('response', onH1Response);
-    req.on('error', onH1Error);
-    req.on('drain', onH1Drain);
-    this.req = req;
-  }
-
-  write(chunk: Buffer): boolean {
-    return this.req.write(chunk);
-  }
-
-  end(): void {
-    this.req.end();
-  }
-
-  abort(): void {
-    this.settled = true;
-    this.broken = true;
-    if (this.res !== undefined) this.res.destroy();
-    this.req.destroy();
-  }
-
-  trailers(): IncomingHttpHeaders | undefined {
-    const t = this.res?.trailers;
-    return t === undefined || Object.keys(t).length === 0 ? undefined : t;
-  }
-
-  peer(): string {
-    const socket = this.req.socket as TaggedSocket | null;
-    return socket?.[kPeerId] ?? '';
-  }
-}
-
-function onH1Response(this: ClientRequest & Tagged, res: IncomingMessage): void {
-  const a = this[kAttempt];
-  if (a === undefined || !(a instanceof H1Attempt) || a.settled) {
-    res.resume();
-    return;
-  }
-  a.settled = true;
-  a.res = res;
-  a.owner.onAttemptResponse(a, res.statusCode ?? 502, res.headers, res);
-}
-
-function onH1Error(this: ClientRequest & Tagged, err: Error): void {
-  const a = this[kAttempt];
-  if (a === undefined) return;
-  a.broken = true;
-  if (a.settled) return;
-  a.settled = true;
-  const socket = this.socket as TaggedSocket | null;
-  let kind: UpstreamFailureKind = UpstreamFailure.CONNECT;
-  // With TLS 1.3 the server judges our certificate after our handshake completed: its alert is still a connect failure.
-  if (socket?.[kConnected] === true && !isTlsAlert(err)) {
-    kind =
-      this.reusedSocket && (err as NodeJS.ErrnoException).code === 'ECONNRESET'
-        ? UpstreamFailure.STALE_CONNECTION
-        : UpstreamFailure.RESET;
-  }
-  a.owner.onAttemptFailure(a, kind, err);
-}
-
 function isTlsAlert(err: Error): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return typeof code === 'string' && code.startsWith('ERR_SSL_');
-}
-
-function onH1Drain(this: ClientRequest & Tagged): void {
-  const a = this[kAttempt];
-  if (a !== undefined) a.owner.onAttemptDrain(a);
 }
 
 export class H2Attempt implements Attempt {

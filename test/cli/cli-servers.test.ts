@@ -1,7 +1,7 @@
 /**
  * The long-running commands, run from the built CLI: `meshfed global-cp`
  * (flags, environment variables, one-line errors, clean stop) and
- * `meshfed demo` (ready file, admin token, Ctrl-C).
+ * `meshfed demo`'s flag checks (the demo itself: test/cli/demo.test.ts).
  */
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -13,10 +13,6 @@ import { http } from '../common/http.js';
 import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli.js';
 import { isListening } from '../common/ports.js';
 import { waitFor } from '../common/wait.js';
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 describe('meshfed global-cp and demo', () => {
   let dir: string;
@@ -89,54 +85,6 @@ describe('meshfed global-cp and demo', () => {
     const exit = await cp.exited;
     expect(exit.code).toBe(0);
     expect(await isListening(port)).toBe(false);
-  });
-
-  it('demo writes the ready file once serving, answers with its admin token, and stops on SIGINT', async () => {
-    const dataDir = path.join(dir, 'demo');
-    const readyFile = path.join(dir, 'ready.json');
-    const demo = startCli(['demo', '--port', '0', '--data-dir', dataDir, '--ready-file', readyFile]);
-    running.push(demo);
-    const ready = await waitFor(
-      async () => {
-        if (demo.child.exitCode !== null) throw new Error(`demo exited: ${demo.stderr()}`);
-        return existsSync(readyFile) ? (JSON.parse(await readFile(readyFile, 'utf8')) as unknown) : undefined;
-      },
-      { what: 'the ready file', timeoutMs: 20_000 },
-    );
-    expect(isRecord(ready)).toBe(true);
-    if (!isRecord(ready)) return;
-    // The demo runs zone-a and zone-b, synced from the global CP over KDS.
-    expect(ready.zones).toEqual([
-      expect.objectContaining({
-        name: 'zone-a',
-        api: expect.stringMatching(/^http/),
-        mds: expect.any(String),
-      }),
-      expect.objectContaining({
-        name: 'zone-b',
-        api: expect.stringMatching(/^http/),
-        mds: expect.any(String),
-      }),
-    ]);
-    expect(ready.workloads).toEqual([]);
-    const api = String(ready.globalApi);
-    expect(api).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-    expect(ready.dashboard).toBe(`${api}/`);
-
-    const admin = (await readFile(String(ready.adminTokenFile), 'utf8')).trim();
-    expect((await http(`${api}/apis`, { token: admin })).status).toBe(200);
-    expect((await http(`${api}/apis`)).status).toBe(401);
-    await waitFor(() => demo.stdout().includes('meshfed get vs -A'), { what: 'the summary' });
-    expect(demo.stdout()).toContain(`export MESHFED_TOKEN_FILE=${String(ready.adminTokenFile)}`);
-    expect(demo.stdout()).toContain(api);
-
-    demo.child.kill('SIGINT');
-    const exit = await demo.exited;
-    expect(exit.code).toBe(0);
-    expect(await isListening(Number(new URL(api).port))).toBe(false);
-    // Stopping removes the now-stale ready file and keeps the user's data.
-    expect(existsSync(readyFile)).toBe(false);
-    expect(existsSync(String(ready.adminTokenFile))).toBe(true);
   });
 
   it('demo refuses a bad port before starting', async () => {

@@ -266,6 +266,12 @@ describe("the runtime stage's layout", () => {
       { timeoutMs: 10_000, what: '/readyz' },
     );
     expect(ready).toBe(200);
+    // The dashboard's page and script are read beside dist/ too.
+    const page = await fetch(`${url}/`, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/text\/html/);
+    const script = await fetch(`${url}/dashboard/app.js`);
+    expect(script.status).toBe(200);
     child.kill('SIGTERM');
     const code = await new Promise<number | null>((resolve) => child?.once('exit', (c) => resolve(c)));
     expect(code).toBe(0);

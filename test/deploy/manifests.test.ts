@@ -37,6 +37,7 @@ import {
   type Json,
   type ManifestDoc,
 } from './deploy-helpers.js';
+import { validateResource } from '../../core/resource/validate.js';
 import { validateKubernetesObject } from './k8s-schema.js';
 
 const PACKAGE_VERSION = String(
@@ -47,8 +48,11 @@ const MESHFED_IMAGE = `meshfed:${PACKAGE_VERSION}`;
 const THIRD_PARTY_IMAGES = new Set(['redis:7.4-alpine']);
 const SYSTEM_NS = 'meshfed-system';
 
-/** Folders of deploy/ owned by other tests (compose.test.ts, systemd.test.ts). */
-const NOT_KUBERNETES = new Set(['compose', 'systemd', 'kind', 'scripts']);
+/**
+ * Folders of deploy/ owned by other tests (compose.test.ts, systemd.test.ts),
+ * and samples/: meshfed policies, validated below by the API's own validator.
+ */
+const NOT_KUBERNETES = new Set(['compose', 'systemd', 'kind', 'scripts', 'samples']);
 /** Folders applied to one cluster together: cluster a gets global and zone, both get crds. */
 const CLUSTER_A = ['crds', 'global', 'zone'];
 
@@ -275,6 +279,17 @@ let kube: ManifestDoc[] = [];
 beforeAll(() => {
   all = loadDeployManifests();
   kube = all.filter((d) => !NOT_KUBERNETES.has(d.dir));
+});
+
+describe('deploy/samples', () => {
+  it('holds policies the meshfed API accepts without a warning', () => {
+    const samples = all.filter((d) => d.dir === 'samples');
+    expect(samples.length).toBeGreaterThan(0);
+    for (const doc of samples) {
+      const { warnings } = validateResource(doc.obj);
+      expect(`${where(doc)}: ${warnings.join('; ')}`).toBe(`${where(doc)}: `);
+    }
+  });
 });
 
 describe('deploy/ manifests against the Kubernetes schemas', () => {
@@ -603,7 +618,9 @@ describe('references between the manifests', () => {
     expect(allows('authentication.k8s.io', 'tokenreviews', 'create')).toBe(true);
     const crds = kube.filter((d) => d.obj.kind === 'CustomResourceDefinition');
     const groups = new Set(crds.map((d) => String((d.obj.spec as Json).group)));
-    expect(groups).toEqual(new Set(['networking.meshfed.io', 'security.meshfed.io', 'meshfed.io']));
+    expect(groups).toEqual(
+      new Set(['networking.meshfed.io', 'security.meshfed.io', 'meshfed.io', 'internal.meshfed.io']),
+    );
     for (const crd of crds) {
       const spec = crd.obj.spec as Json;
       const plural = String((spec.names as Json).plural);

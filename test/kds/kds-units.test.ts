@@ -10,7 +10,7 @@ import {
 } from '../../core/kds/kds-protocol.js';
 import { grpcStatusOf, meshErrorOfStatus } from '../../core/kds/kds-grpc.js';
 import { MeshError, ErrorCodes } from '../../core/errors.js';
-import { backoffDelay } from '../../zone-cp/kds/kds-backoff.js';
+import { DEFAULT_BACKOFF, backoffDelay } from '../../zone-cp/kds/kds-backoff.js';
 import { TokenBucket } from '../../global-cp/kds/kds-rate-limit.js';
 import { Semaphore } from '../../global-cp/kds/kds-semaphore.js';
 import { resolveKdsSettings } from '../../global-cp/kds/kds-settings.js';
@@ -197,6 +197,8 @@ describe('backoff, rate limit, permits, settings', () => {
     expect(backoffDelay(4, options, () => 1)).toBe(4000);
     expect(backoffDelay(40, options, () => 0)).toBe(15_000);
     expect(backoffDelay(40, options, () => 1)).toBe(30_000);
+    // The default ceiling: a zone retries a restarted global at least every 10 s.
+    expect(backoffDelay(40, DEFAULT_BACKOFF, () => 1)).toBe(10_000);
   });
 
   it('lets a burst through, then the sustained rate', () => {

@@ -2,14 +2,16 @@
  * `meshfed proxy` as a user runs it (the built CLI as a child process):
  * static snapshot and certificate files, free ports reported in a ports
  * file, traffic through it to a real server proxy, clear refusals of bad
- * flags, graceful exit on SIGTERM.
+ * flags, graceful exit on SIGTERM; and the lean sidecar entry
+ * (`dist/cli/proxy-main.js`, the same flags without the rest of the CLI).
  */
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli.js';
+import { spawn } from 'node:child_process';
+import { assertCliBuilt, CLI_MAIN, cliEnv, runCli, startCli, type RunningCli } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
@@ -175,5 +177,73 @@ describe('meshfed proxy', () => {
     ]);
     expect(invalid.code).not.toBe(0);
     expect(invalid.stderr).toContain('proxy: must be an object');
+  });
+
+  it('runs as the lean entry (proxy-main) with the same flags, and refuses bad ones', async () => {
+    const lean = path.join(path.dirname(CLI_MAIN), 'proxy-main.js');
+    const portsFile = path.join(dir, 'lean-ports.json');
+    const child = spawn(
+      process.execPath,
+      [
+        lean,
+        '--workload',
+        'frontend',
+        '--namespace',
+        NS,
+        '--snapshot-file',
+        path.join(dir, 'snapshot.json'),
+        '--cert-file',
+        path.join(dir, 'cert.pem'),
+        '--key-file',
+        path.join(dir, 'key.pem'),
+        '--trust-bundle-file',
+        path.join(dir, 'roots.pem'),
+        '--outbound-port',
+        '0',
+        '--inbound-port',
+        '0',
+        '--admin-port',
+        '0',
+        '--metrics-port',
+        '0',
+        '--ports-file',
+        portsFile,
+      ],
+      { env: cliEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    let stderr = '';
+    child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+    try {
+      const ports = await waitFor(
+        () => {
+          try {
+            return JSON.parse(readFileSync(portsFile, 'utf8')) as { outbound: number };
+          } catch {
+            return undefined;
+          }
+        },
+        { what: `the lean entry's ports file (stderr: ${stderr})` },
+      );
+      const answer = await request(ports.outbound, 'backend', '/through-the-lean-entry');
+      expect(answer.status).toBe(200);
+      expect(answer.body).toBe('backend\n');
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+
+    const bad = spawn(process.execPath, [lean, '--outbound-port', 'many'], {
+      env: cliEnv(),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let badErr = '';
+    bad.stderr?.setEncoding('utf8').on('data', (c: string) => (badErr += c));
+    const code = await new Promise<number | null>((resolve) => bad.once('close', (c) => resolve(c)));
+    expect(code).not.toBe(0);
+    expect(badErr).toContain('a port is an integer from 0 to 65535');
+    // Printed once (commander's own output is off, as in the full CLI).
+    expect(badErr.split('a port is an integer').length).toBe(2);
   });
 });

@@ -129,6 +129,30 @@ describe('file store durability', () => {
     await reopened.close();
   });
 
+  it('keeps its directory, log and snapshot private to the owner (they hold the CA and token keys)', async () => {
+    const dataDir = path.join(tempDir(), 'data');
+    const store = await MemoryStore.open({ dataDir, compactAfterRecords: 20 });
+    // Compaction starts once the log outgrows the live objects: rewrite one object.
+    let current = await store.create(vs('p', 'ns'));
+    for (let i = 0; i < 30; i++) current = await store.update(vs('p', 'ns', { i: String(i) }));
+    expect(current.metadata.labels).toEqual({ i: '29' });
+    expect(store.stats().snapshots).toBeGreaterThanOrEqual(1);
+    await store.close();
+    const mode = (file: string): number => statSync(file).mode & 0o777;
+    expect(mode(dataDir)).toBe(0o700);
+    expect(mode(path.join(dataDir, LOG_FILE))).toBe(0o600);
+    expect(mode(path.join(dataDir, SNAPSHOT_FILE))).toBe(0o600);
+  });
+
+  it('tightens a world-readable log left by an older version when it opens it', async () => {
+    const dataDir = tempDir();
+    writeFileSync(path.join(dataDir, LOG_FILE), '', { mode: 0o644 });
+    const store = await MemoryStore.open({ dataDir });
+    await store.close();
+    expect(statSync(path.join(dataDir, LOG_FILE)).mode & 0o777).toBe(0o600);
+    expect(statSync(dataDir).mode & 0o777).toBe(0o700);
+  });
+
   it('repairs a torn last line: earlier writes kept, file truncated, new writes work', async () => {
     const dataDir = tempDir();
     const store = await MemoryStore.open({ dataDir });

@@ -270,6 +270,29 @@ describe('join tokens and join requests', () => {
     expect(elsewhere.json).toMatchObject({ field: 'zone' });
   });
 
+  it('lets exactly `uses` of many VMs racing on a limited token join', async () => {
+    const { token } = await zone.vmToken({ workloadGroup: 'audit', namespace: NS, uses: 3 });
+    const addresses = Array.from({ length: 8 }, (_, i) => `10.9.7.${i + 1}`);
+    const results = await Promise.allSettled(
+      addresses.map((address) => {
+        const { privateKey, publicKey } = generateKeyPair();
+        return zoneRequest({ url: target.url, insecure: true }, 'POST', '/api/v1/vm/join', {
+          json: { csrPem: buildCsr(privateKey, publicKey), address },
+          headers: { authorization: `Bearer ${token}` },
+        });
+      }),
+    );
+    const won = results.filter((r) => r.status === 'fulfilled');
+    const lost = results.filter((r) => r.status === 'rejected');
+    expect(won).toHaveLength(3);
+    for (const r of lost) {
+      expect(r.reason).toMatchObject({ code: 'MESHFED_ERR_TOKEN_INVALID' });
+      expect(String((r.reason as Error).message)).toMatch(/used up \(3 of 3 uses/);
+    }
+    const joined = (await zone.workloadEntries(NS)).filter((e) => addresses.includes(String(e.spec.address)));
+    expect(joined).toHaveLength(3);
+  });
+
   it('checks the join body field by field and spends no use on a bad one', async () => {
     const { token } = await zone.vmToken({ workloadGroup: 'ledger', namespace: NS, uses: 1 });
     const { privateKey, publicKey } = generateKeyPair();

@@ -111,5 +111,10 @@ describe('meshfed inspect / token against a zone', () => {
     expect(halfGlobal.stderr).toMatch(/--global-address needs --global-ca-file/);
     const badDebounce = await runCli(['zone-cp', '--zone', 'zone-a', '--push-debounce', 'soon']);
     expect(badDebounce.stderr).toMatch(/duration/);
+    const badWorkers = await runCli(['zone-cp', '--zone', 'zone-a', '--ca-workers', 'many']);
+    expect(badWorkers.code).toBe(1);
+    expect(badWorkers.stderr).toMatch(/--ca-workers.*integer from 0 to 64/);
+    const badBatch = await runCli(['zone-cp', '--zone', 'zone-a', '--push-batch-size', '0']);
+    expect(badBatch.stderr).toMatch(/--push-batch-size.*integer from 1/);
   });
 });

@@ -97,6 +97,37 @@ describe('zone CP connected to global (KDS)', () => {
     );
   });
 
+  it('refuses on the zone API a global token that global revoked', async () => {
+    const created = await http(`${global.cp.url}/api/v1/tokens`, {
+      method: 'POST',
+      token: global.admin,
+      body: JSON.stringify({ kind: 'readonly', name: 'auditor' }),
+    });
+    expect(created.status).toBe(201);
+    const { token, id } = created.json as { token: string; id: string };
+    await waitFor(async () => (await http(`${zoneA.cp.restUrl}/inspect/proxies`, { token })).status === 200, {
+      what: 'the readonly token to work on the zone',
+    });
+    const revoked = await http(`${global.cp.url}/api/v1/tokens/${id}`, {
+      method: 'DELETE',
+      token: global.admin,
+    });
+    expect(revoked.status).toBeLessThan(300);
+    const refused = await waitFor(
+      async () => {
+        const answer = await http(`${zoneA.cp.restUrl}/inspect/proxies`, { token });
+        return answer.status === 401 ? answer : undefined;
+      },
+      { what: 'zone-a to refuse the token global revoked' },
+    );
+    expect(refused.text).toMatch(/revoked/);
+    // The other zone learns it too, and global's admin token still works everywhere.
+    await waitFor(async () => (await http(`${zoneB.cp.restUrl}/inspect/proxies`, { token })).status === 401, {
+      what: 'zone-b to refuse the token global revoked',
+    });
+    expect((await http(`${zoneB.cp.restUrl}/inspect/proxies`, { token: global.admin })).status).toBe(200);
+  });
+
   it('compiles policies applied on global, with the other zone as a weighted gateway endpoint', async () => {
     await global.apply(`
 apiVersion: networking.istio.io/v1beta1

@@ -13,10 +13,11 @@ import {
 } from '@grpc/grpc-js';
 import type { Logger } from '../../core/log.js';
 import { Counter, Histogram, type Registry } from '../../core/metrics.js';
-import { readCsr } from '../../core/pki/csr.js';
+import { ErrorCodes, isMeshError } from '../../core/errors.js';
 import { formatSpiffeId } from '../../core/pki/spiffe.js';
 import { GrpcRefusal, toRefusal } from '../grpc-status.js';
 import type { CallerAuthenticator } from './caller-auth.js';
+import { CaSignPool, type SignedLeaf } from './ca-sign-pool.js';
 import type { IssuanceLog } from './issuance-log.js';
 import type { ZoneCaKeeper } from './zone-ca-keeper.js';
 
@@ -34,6 +35,8 @@ export interface CaServiceOptions {
   defaultTtlSeconds?: number;
   /** Longest lifetime granted; longer requests are shortened. Default 24 h. */
   maxTtlSeconds?: number;
+  /** Where CSRs are checked and signed (worker threads); default: on the main thread. Not closed here. */
+  pool?: CaSignPool;
 }
 
 interface SignRequestWire {
@@ -52,6 +55,7 @@ interface SignResponseWire {
 export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImplementation {
   const defaultTtl = options.defaultTtlSeconds ?? DEFAULT_WORKLOAD_TTL_SECONDS;
   const maxTtl = options.maxTtlSeconds ?? DEFAULT_MAX_WORKLOAD_TTL_SECONDS;
+  const pool = options.pool ?? new CaSignPool({ size: 0, logger: options.logger });
   const signatures = new Counter({
     name: 'meshfed_zone_ca_signatures_total',
     help: 'Sign requests answered by the workload CA, by result and credential kind.',
@@ -75,26 +79,23 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
         `a ${caller.via} cannot request a workload certificate: use a proxy token`,
       );
     }
-    const ca = options.keeper.ca;
+    const material = options.keeper.signingMaterial;
     const bundle = options.keeper.bundle;
-    if (ca === undefined || bundle === undefined) {
+    if (material === undefined || bundle === undefined) {
       throw new GrpcRefusal(
         status.UNAVAILABLE,
         'the zone CA is not ready yet (waiting for its intermediate from global)',
       );
     }
+    const { ca } = material;
+    // Read with the CA: the chain must be the one of the CA that signs, even if it rotates meanwhile.
+    const issuingChain = options.keeper.issuingChain;
     const csrPem = call.request.csr_pem ?? '';
     if (csrPem.length === 0 || csrPem.length > MAX_CSR_LENGTH) {
       throw new GrpcRefusal(
         status.INVALID_ARGUMENT,
         `csr_pem must be a PEM CSR of at most ${MAX_CSR_LENGTH} bytes`,
       );
-    }
-    let publicKey;
-    try {
-      ({ publicKey } = readCsr(csrPem));
-    } catch (err) {
-      throw new GrpcRefusal(status.INVALID_ARGUMENT, `CSR invalid: ${(err as Error).message}`);
     }
     const requested = Number(call.request.ttl_seconds ?? 0);
     const ttlSeconds = requested > 0 ? Math.min(requested, maxTtl) : defaultTtl;
@@ -103,7 +104,14 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
       namespace: caller.namespace,
       serviceAccount: caller.serviceAccount,
     });
-    const issued = ca.signWorkload(publicKey, { spiffeId, ttlSeconds });
+    if (!pool.has(ca.fingerprint)) pool.setCa(material);
+    let issued: SignedLeaf;
+    try {
+      // CSR parsing, its self-signature check and the signature run on a worker thread.
+      issued = await pool.sign({ caFingerprint: ca.fingerprint, csrPem, spiffeId, ttlSeconds });
+    } catch (err) {
+      throw poolRefusal(err);
+    }
     options.issuance.record({
       spiffeId,
       serial: issued.serial,
@@ -115,7 +123,7 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
       ...(caller.workload === undefined ? {} : { workload: caller.workload }),
     });
     // The chain stops below the root: the peer has the root from its bundle.
-    const chain = [issued.certPem, ...options.keeper.issuingChain];
+    const chain = [issued.certPem, ...issuingChain];
     signatures.inc({ result: 'issued', via: caller.via });
     return {
       cert_chain_pem: chain,
@@ -147,4 +155,21 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
       );
     },
   };
+}
+
+/** A pool failure as the status the caller acts on: fix the CSR, back off, or retry. */
+function poolRefusal(err: unknown): unknown {
+  if (!isMeshError(err)) return err;
+  switch (err.code) {
+    case ErrorCodes.PKI:
+    case ErrorCodes.INVALID_ARGUMENT:
+      return new GrpcRefusal(status.INVALID_ARGUMENT, `CSR invalid: ${err.message}`);
+    case ErrorCodes.RESOURCE_EXHAUSTED:
+      return new GrpcRefusal(status.RESOURCE_EXHAUSTED, err.message);
+    case ErrorCodes.UNAVAILABLE:
+    case ErrorCodes.CLOSED:
+      return new GrpcRefusal(status.UNAVAILABLE, err.message);
+    default:
+      return err;
+  }
 }

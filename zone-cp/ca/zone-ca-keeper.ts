@@ -21,6 +21,7 @@ import {
   secretResource,
 } from '../../core/auth/internal-kinds.js';
 import type { StoreMirror } from '../store-mirror.js';
+import type { CaSigningMaterial } from './ca-sign-pool.js';
 
 export interface TrustBundle {
   trustDomain: string;
@@ -42,6 +43,7 @@ export type CaSource = 'global' | 'standalone';
 /** Holds the current CA; `onChange` fires when it or the bundle is replaced. */
 export class ZoneCaKeeper {
   private currentCa: CertificateAuthority | undefined;
+  private currentMaterial: CaSigningMaterial | undefined;
   private currentSource: CaSource | undefined;
   private previousCas: CertificateAuthority[] = [];
   private currentBundle: TrustBundle | undefined;
@@ -73,6 +75,14 @@ export class ZoneCaKeeper {
   /** The signing CA, or undefined until global sent one. */
   get ca(): CertificateAuthority | undefined {
     return this.currentCa;
+  }
+
+  /**
+   * The signing CA with the PEMs it was loaded from, for the CA sign pool's
+   * worker threads (same process: see ca-sign-pool.ts for why that is fine).
+   */
+  get signingMaterial(): CaSigningMaterial | undefined {
+    return this.currentMaterial;
   }
 
   get source(): CaSource | undefined {
@@ -201,7 +211,9 @@ export class ZoneCaKeeper {
       return false;
     }
     try {
-      const ca = loadCa(String(spec.certPem ?? ''), String(spec.keyPem ?? ''));
+      const certPem = String(spec.certPem ?? '');
+      const keyPem = String(spec.keyPem ?? '');
+      const ca = loadCa(certPem, keyPem);
       if (this.currentCa !== undefined && this.currentCa.fingerprint !== ca.fingerprint) {
         this.previousCas = [this.currentCa, ...this.previousCas]
           .filter((old) => old.notAfter.getTime() > Date.now())
@@ -209,6 +221,7 @@ export class ZoneCaKeeper {
         this.options.logger.info('zone CA rotated', { fingerprint: ca.fingerprint, source });
       }
       this.currentCa = ca;
+      this.currentMaterial = { ca, certPem, keyPem };
       this.currentSource = source;
       this.problem = undefined;
       return true;

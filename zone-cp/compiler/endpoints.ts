@@ -21,6 +21,7 @@ export function clusterEndpoints(
   subsetLabels: Readonly<Record<string, string>> | undefined,
   zone: string,
   trustDomain: string,
+  options: { remote: boolean } = { remote: true },
 ): EndpointConfig[] {
   const endpoints: EndpointConfig[] = [];
   for (const endpoint of svc.local) {
@@ -58,6 +59,8 @@ export function clusterEndpoints(
       });
     }
   }
+  // A pinned service (data residency) stops here: no other zone's gateway.
+  if (!options.remote) return endpoints;
   for (const { zone: remote, service } of svc.remote) {
     if (remote.gateway === undefined) continue;
     let healthy = 0;
@@ -80,7 +83,11 @@ export function clusterEndpoints(
       zone: remote.zone,
       ...(localities.size === 1 && locality !== undefined ? { locality } : {}),
       weight: healthy,
-      healthy: remote.connected && healthy > 0,
+      // A zone whose CP lost global is still in the catalog only for the grace
+      // period; its gateway and proxies keep serving without their CP, so its
+      // last reported health stands (the proxy's own connect failures and
+      // outlier detection cover a zone that really went away).
+      healthy: healthy > 0,
       labels: { [CLUSTER_LABEL]: remote.zone },
       identities: [...identities].sort(),
     });

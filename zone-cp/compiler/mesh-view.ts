@@ -48,6 +48,10 @@ export interface ServiceView {
 
 export interface MeshSettings {
   preferLocalZone: boolean;
+  /** Mesh.spec.routing.pinToZone: no service is called across zones. */
+  pinToZone: boolean;
+  /** Mesh.spec.routing.pinnedServices: `name.namespace`, FQDN or `*.namespace`. */
+  pinnedServices: string[];
   /** Mesh.spec.mtls.mode, if set. */
   mtlsMode?: MtlsMode;
   accessLog: boolean;
@@ -145,6 +149,20 @@ export class MeshView {
       this.destinationRules.push(entry);
       for (const host of entry.hosts) push(this.drByHost, host, entry);
     }
+  }
+
+  /**
+   * Whether calls to `svc` must stay in the caller's zone (data residency):
+   * the Mesh pins every service, lists this one, or the DestinationRule
+   * that applies carries the pinned-to-zone annotation.
+   */
+  isPinned(svc: ServiceView, dr: Policy<DestinationRuleSpec> | undefined): boolean {
+    if (this.settings.pinToZone || dr?.annotations[PINNED_TO_ZONE_ANNOTATION] === 'true') return true;
+    for (const entry of this.settings.pinnedServices) {
+      if (entry === `*.${svc.namespace}` || entry === `${svc.name}.${svc.namespace}` || entry === svc.host)
+        return true;
+    }
+    return false;
   }
 
   workload(namespace: string, name: string): WorkloadEndpoint | undefined {
@@ -338,6 +356,8 @@ function meshSettings(meshes: Policy<MeshSpec>[]): MeshSettings {
   const mode = spec?.mtls?.mode;
   return {
     preferLocalZone: spec?.routing?.preferLocalZone ?? true,
+    pinToZone: spec?.routing?.pinToZone ?? false,
+    pinnedServices: spec?.routing?.pinnedServices ?? [],
     ...(mode === 'STRICT' || mode === 'PERMISSIVE' ? { mtlsMode: mode } : {}),
     accessLog: mesh?.annotations[ACCESS_LOG_ANNOTATION] === 'true',
   };

@@ -16,7 +16,7 @@ import { ANY_SUBSET } from '../../core/mesh/sni.js';
 import { clusterEndpoints } from './endpoints.js';
 import { hostAliases } from './host-names.js';
 import { labelsKey } from './labels.js';
-import { PINNED_TO_ZONE_ANNOTATION, type MeshView, type ServiceView } from './mesh-view.js';
+import type { MeshView, ServiceView } from './mesh-view.js';
 import type { DestinationRuleSpec, Policy, VirtualServiceSpec } from './policy-index.js';
 import { resolveHttpRoutes, resolveTcpRoutes } from './routes.js';
 import { contentHash } from './snapshot-version.js';
@@ -44,14 +44,16 @@ export function buildOutbound(view: MeshView, choice: OutboundChoice): OutboundS
   const vsSpec = vs?.resource.spec;
   const drSpec = dr?.resource.spec;
   const top = drSpec?.trafficPolicy ?? {};
+  // Pinned services get no remote endpoints at all: residency must not depend on the proxy's version.
+  const pinned = view.isPinned(svc, dr);
   const clusters: ClusterConfig[] = [
-    { subset: ANY_SUBSET, trafficPolicy: top, endpoints: endpointsFor(view, svc, undefined) },
+    { subset: ANY_SUBSET, trafficPolicy: top, endpoints: endpointsFor(view, svc, undefined, pinned) },
   ];
   for (const subset of drSpec?.subsets ?? []) {
     clusters.push({
       subset: subset.name,
       trafficPolicy: mergePolicy(top, subset.trafficPolicy),
-      endpoints: endpointsFor(view, svc, subset.labels ?? {}),
+      endpoints: endpointsFor(view, svc, subset.labels ?? {}, pinned),
     });
   }
   return {
@@ -63,15 +65,20 @@ export function buildOutbound(view: MeshView, choice: OutboundChoice): OutboundS
     http: resolveHttpRoutes(vsSpec?.http, vs?.namespace ?? svc.namespace),
     tcp: resolveTcpRoutes(vsSpec?.tcp, vs?.namespace ?? svc.namespace),
     clusters,
-    locality: locality(view, top, dr),
+    locality: locality(view, top, pinned),
   };
 }
 
-function endpointsFor(view: MeshView, svc: ServiceView, labels: Record<string, string> | undefined) {
-  const key = `ep|${svc.host}|${labels === undefined ? '*' : labelsKey(labels)}`;
+function endpointsFor(
+  view: MeshView,
+  svc: ServiceView,
+  labels: Record<string, string> | undefined,
+  pinned: boolean,
+) {
+  const key = `ep|${svc.host}|${labels === undefined ? '*' : labelsKey(labels)}|${pinned ? 'pinned' : ''}`;
   const cached = view.cache.get(key);
   if (Array.isArray(cached)) return cached as ReturnType<typeof clusterEndpoints>;
-  const endpoints = clusterEndpoints(svc, labels, view.zone, view.trust.trustDomain);
+  const endpoints = clusterEndpoints(svc, labels, view.zone, view.trust.trustDomain, { remote: !pinned });
   view.cache.set(key, endpoints);
   return endpoints;
 }
@@ -81,11 +88,7 @@ export function mergePolicy(top: IstioObject, subset: IstioObject | undefined): 
   return subset === undefined ? top : { ...top, ...subset };
 }
 
-function locality(
-  view: MeshView,
-  policy: IstioObject,
-  dr: Policy<DestinationRuleSpec> | undefined,
-): LocalityConfig {
+function locality(view: MeshView, policy: IstioObject, pinned: boolean): LocalityConfig {
   const lb = policy.loadBalancer;
   const setting =
     typeof lb === 'object' && lb !== null && !Array.isArray(lb)
@@ -94,7 +97,7 @@ function locality(
   const enabled = setting?.enabled;
   return {
     preferLocalZone: typeof enabled === 'boolean' ? enabled : view.settings.preferLocalZone,
-    pinnedToZone: dr?.annotations[PINNED_TO_ZONE_ANNOTATION] === 'true',
+    pinnedToZone: pinned,
     ...(setting === undefined ? {} : { setting }),
   };
 }

@@ -51,7 +51,7 @@ export interface AuthorizationPolicySpec {
 export interface MeshSpec {
   trustDomain?: string;
   mtls?: { mode?: string };
-  routing?: { preferLocalZone?: boolean };
+  routing?: { preferLocalZone?: boolean; pinToZone?: boolean; pinnedServices?: string[] };
 }
 
 /** A validated policy. */

@@ -50,6 +50,7 @@ import {
   type VersionRange,
 } from '../../core/kds/kds-protocol.js';
 import { meshfedVersion } from '../../core/kds/kds-version.js';
+import { encodeTelemetry, type ZoneTelemetrySummary } from '../../core/telemetry/telemetry-report.js';
 import { DEFAULT_BACKOFF, backoffDelay, type BackoffOptions } from './kds-backoff.js';
 import { kdsChannelCredentials } from './kds-client-tls.js';
 import { ZoneApplier } from './kds-zone-apply.js';
@@ -81,6 +82,14 @@ export interface KdsClientOptions {
   inventoryDebounceMs?: number;
   /** How often status() is read and, when changed, reported. Default 5 s. */
   statusIntervalMs?: number;
+  /**
+   * The zone's telemetry since the previous call (traffic per edge, VMs), for
+   * the dashboard; read every `telemetryIntervalMs` while connected. The
+   * client sets `zone`. Absent: no telemetry is sent.
+   */
+  telemetry?: (zone: string) => ZoneTelemetrySummary;
+  /** Default 5 s, or MESHFED_ZONE_TELEMETRY_INTERVAL_MS. */
+  telemetryIntervalMs?: number;
   keepalive?: KeepaliveOptions;
   /** A stream that hears nothing from global for this long is abandoned for the next address. Default 60 s. */
   welcomeTimeoutMs?: number;
@@ -445,6 +454,17 @@ class ZoneStream {
     this.write({ status: message });
   }
 
+  private sendTelemetry(): void {
+    const telemetry = this.client.options.telemetry;
+    if (!this.welcomed || this.ended || telemetry === undefined) return;
+    try {
+      const summary = telemetry(this.client.zone);
+      this.write({ telemetry: { json: encodeTelemetry({ ...summary, zone: this.client.zone }) } });
+    } catch (err) {
+      this.logger.warn('the telemetry callback failed; not reporting it', { err });
+    }
+  }
+
   private enqueue(message: GlobalMessage): void {
     this.queued++;
     // Applying 10,000 objects takes a while: stop reading so HTTP/2 flow
@@ -533,6 +553,14 @@ class ZoneStream {
     const statusTimer = setInterval(() => this.sendStatus(), this.client.options.statusIntervalMs ?? 5000);
     statusTimer.unref();
     this.timers.push(statusTimer);
+    if (this.client.options.telemetry !== undefined) {
+      const telemetryTimer = setInterval(
+        () => this.sendTelemetry(),
+        telemetryIntervalMs(this.client.options),
+      );
+      telemetryTimer.unref();
+      this.timers.push(telemetryTimer);
+    }
     const renewTimer = setInterval(() => {
       void this.renewCa();
     }, this.client.options.caRenewCheckIntervalMs ?? 3_600_000);
@@ -617,4 +645,11 @@ class ZoneStream {
       if (this.trustReceived) await this.client.maybeReady();
     }
   }
+}
+
+/** The telemetry period: the option, else MESHFED_ZONE_TELEMETRY_INTERVAL_MS, else 5 s (at least 100 ms). */
+function telemetryIntervalMs(options: KdsClientOptions): number {
+  const fromEnv = Number(process.env.MESHFED_ZONE_TELEMETRY_INTERVAL_MS);
+  const chosen = options.telemetryIntervalMs ?? (Number.isFinite(fromEnv) && fromEnv > 0 ? fromEnv : 5000);
+  return Math.max(100, Math.floor(chosen));
 }

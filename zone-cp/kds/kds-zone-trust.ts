@@ -17,6 +17,7 @@ import type { Store } from '../../core/store/store.js';
 import { deepEqual } from '../../core/store/store-object.js';
 import {
   GLOBAL_TOKEN_KEYS_SECRET,
+  GLOBAL_TOKEN_REVOCATIONS_SECRET,
   SECRET_KIND,
   TRUST_BUNDLE_SECRET,
   ZONE_CA_SECRET,
@@ -77,6 +78,10 @@ export class ZoneTrust {
     if (trust.token_public_keys_pem.length > 0) {
       await this.put(GLOBAL_TOKEN_KEYS_SECRET, { publicKeysPem: trust.token_public_keys_pem });
     }
+    // Kept in the store so a zone restarted while global is away still refuses them.
+    await this.put(GLOBAL_TOKEN_REVOCATIONS_SECRET, {
+      tokenIds: [...(trust.revoked_token_ids ?? [])].sort(),
+    });
     let caStored = false;
     if (trust.intermediate_chain_pem !== '' && this.pendingKey !== undefined) {
       const keyPem = this.pendingKey.export({ type: 'pkcs8', format: 'pem' }).toString();

@@ -6,6 +6,7 @@
 
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
+import { ErrorCodes, MeshError } from '../../core/errors.js';
 import type { Logger } from '../../core/log.js';
 import { Counter, Gauge, Histogram, type Registry } from '../../core/metrics.js';
 import type { CallerAuthenticator } from '../ca/caller-auth.js';
@@ -14,6 +15,9 @@ import { identityOf } from '../compiler/endpoints.js';
 import type { ConfigCompiler } from '../compiler/config-compiler.js';
 import type { CompiledSnapshot } from '../compiler/snapshot-version.js';
 import { GrpcRefusal } from '../grpc-status.js';
+import { parseProxyReport, type ZoneTelemetrySummary } from '../../core/telemetry/telemetry-report.js';
+import { ZoneTelemetryCollector } from '../telemetry/zone-telemetry.js';
+import { vmStatuses } from '../telemetry/zone-telemetry-vms.js';
 import type { ProxyRecord } from './proxy-record.js';
 import { ProxySession, type MdsCall, type SessionHost, type SessionLimits } from './proxy-session.js';
 
@@ -28,7 +32,12 @@ export interface MdsServerOptions {
   notReady?: () => string | undefined;
   /** How many disconnected proxies `/inspect/proxies` keeps. Default 10,000. */
   keepDisconnected?: number;
+  /** Proxies compiled and pushed between two turns of the event loop in a push round. Default 100. */
+  pushBatchSize?: number;
 }
+
+/** Large enough to amortise the yield, small enough that the first pushes leave within milliseconds. */
+export const DEFAULT_PUSH_BATCH_SIZE = 100;
 
 export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   helloTimeoutMs: 10_000,
@@ -46,6 +55,8 @@ export class MdsServer {
   private readonly ackLatency: Histogram;
   private readonly roundSeconds: Histogram;
   private gatewaySnapshot: { generation: number; snapshot: CompiledSnapshot } | undefined;
+  /** Proxies' telemetry Reports, summed until the KDS client sends them to global. */
+  readonly telemetry: ZoneTelemetryCollector;
   private closed = false;
 
   constructor(private readonly options: MdsServerOptions) {
@@ -91,6 +102,14 @@ export class MdsServer {
         this.set({ kind: 'gateway' }, gateways);
       },
     });
+    this.telemetry = new ZoneTelemetryCollector({ registry, logger: options.logger });
+    const telemetry = this.telemetry;
+    const batch = options.pushBatchSize;
+    if (batch !== undefined && (!Number.isSafeInteger(batch) || batch < 1)) {
+      throw new MeshError(ErrorCodes.CONFIG, `pushBatchSize must be a positive whole number, got ${batch}`, {
+        field: 'pushBatchSize',
+      });
+    }
     const limits = { ...DEFAULT_SESSION_LIMITS, ...options.limits };
     this.host = {
       logger: options.logger,
@@ -102,6 +121,15 @@ export class MdsServer {
       onPush: (session) => this.pushes.inc({ kind: session.record.kind }),
       onAck: (_session, seconds) => this.ackLatency.observe(seconds),
       onNack: (session) => this.nacks.inc({ kind: session.record.kind }),
+      onReport: (session, json) => {
+        try {
+          telemetry.receive(parseProxyReport(json));
+        } catch (err) {
+          // Best effort: a bad report is counted and dropped, the config stream stays up.
+          telemetry.rejected();
+          options.logger.debug('dropped a telemetry report', { proxyId: session.id, err });
+        }
+      },
     };
   }
 
@@ -121,10 +149,23 @@ export class MdsServer {
     };
   }
 
-  /** Recompiles every connected proxy and pushes those whose snapshot changed. */
-  pushAll(): void {
+  /**
+   * Recompiles every connected proxy and pushes those whose snapshot
+   * changed, `pushBatchSize` proxies at a time with a turn of the event
+   * loop in between: the first batches' bytes reach the wire (and their
+   * ACKs come back) while later ones compile, and a round of thousands
+   * never holds the loop for its whole length.
+   */
+  async pushAll(): Promise<void> {
     const stop = this.roundSeconds.startTimer();
-    for (const session of this.sessions.values()) session.refresh();
+    const batch = this.options.pushBatchSize ?? DEFAULT_PUSH_BATCH_SIZE;
+    // A copy: sessions come and go while the round yields (a new one compiles on its Hello).
+    const sessions = [...this.sessions.values()];
+    for (let i = 0; i < sessions.length && !this.closed; i++) {
+      sessions[i]?.refresh();
+      if ((i + 1) % batch === 0 && i + 1 < sessions.length)
+        await new Promise((resolve) => setImmediate(resolve));
+    }
     stop();
   }
 
@@ -152,6 +193,18 @@ export class MdsServer {
     return gone.kind === 'gateway'
       ? this.options.compiler.compileGateway()
       : this.options.compiler.compileSidecar(gone.id, gone.namespace, gone.workload);
+  }
+
+  /** The zone's telemetry summary since the previous call (edges, sidecars, VMs) for global. */
+  telemetrySummary(zone: string): ZoneTelemetrySummary {
+    let sidecars = 0;
+    const live: ProxyRecord[] = [];
+    for (const s of this.sessions.values()) {
+      if (s.record.kind !== 'sidecar') continue;
+      sidecars++;
+      live.push(this.withCertificate(s.record));
+    }
+    return this.telemetry.cut(zone, sidecars, vmStatuses(this.options.compiler.view(), live));
   }
 
   get connectedCount(): number {

@@ -36,6 +36,8 @@ export interface SessionHost {
   onPush(session: ProxySession, snapshot: CompiledSnapshot): void;
   onAck(session: ProxySession, seconds: number): void;
   onNack(session: ProxySession): void;
+  /** A telemetry Report (JSON of core/telemetry ProxyTelemetryReport) from the proxy. */
+  onReport(session: ProxySession, json: Buffer): void;
   logger: Logger;
   limits: SessionLimits;
 }
@@ -189,8 +191,16 @@ export class ProxySession {
         this.onReply(message.message, reply?.version ?? '', reply?.nonce ?? '', message.nack?.error ?? '');
         return;
       }
+      case 'report':
+        if (this.hello === undefined)
+          throw new GrpcRefusal(status.INVALID_ARGUMENT, 'the first message must be Hello');
+        this.host.onReport(this, message.report?.json ?? Buffer.alloc(0));
+        return;
       default:
-        throw new GrpcRefusal(status.INVALID_ARGUMENT, 'ProxyMessage carries none of hello, ack, nack');
+        throw new GrpcRefusal(
+          status.INVALID_ARGUMENT,
+          'ProxyMessage carries none of hello, ack, nack, report',
+        );
     }
   }
 

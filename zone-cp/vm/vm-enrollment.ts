@@ -24,6 +24,7 @@ import type { StoredResource } from '../../core/resource/resource.js';
 import type { Store } from '../../core/store/store.js';
 import { hashToken, type TokenClaims } from '../../core/token/token.js';
 import type { JoinAnswer } from '../../core/vm/vm-join.js';
+import { readVmTokenClaims } from '../../core/vm/vm-token-spec.js';
 import type { Router } from '../../core/http/router.js';
 import { HEARTBEAT_ANNOTATION } from '../discovery/discovery.js';
 import { CallerAuthenticator, type CallerAuthOptions, type VmTokenAuthenticator } from '../ca/caller-auth.js';
@@ -224,17 +225,11 @@ export class VmEnrollment {
     if (claims.zone !== zone) {
       throw new MeshError(
         ErrorCodes.FORBIDDEN,
-        `join token ${claims.jti} is for zone ${claims.zone ?? '(none)'}; this is zone ${zone}: use a token from this zone`,
+        `join token ${claims.jti} is for zone ${claims.zone ?? '(none)'}; this is zone ${zone}: use a token for this zone`,
       );
     }
-    const groupName = claims.ext?.workloadGroup;
-    const namespace = claims.ext?.namespace;
-    if (groupName === undefined || namespace === undefined) {
-      throw new MeshError(
-        ErrorCodes.TOKEN_INVALID,
-        `token ${claims.jti} names no WorkloadGroup: not a join token`,
-      );
-    }
+    // The same claims whether this zone or global signed the token (core/vm/vm-token-spec.ts).
+    const { workloadGroup: groupName, namespace, maxUses } = readVmTokenClaims(claims);
     const expiresAt = new Date((claims.exp ?? claims.iat + this.settings.defaultJoinTokenTtlSeconds) * 1000);
     const now = new Date();
     if (now >= expiresAt) {
@@ -243,7 +238,6 @@ export class VmEnrollment {
         `join token refused: token expired at ${expiresAt.toISOString()}${claims.exp === undefined ? ` (a token created without --ttl is accepted for ${this.settings.defaultJoinTokenTtlSeconds} s)` : ''}: create a new one`,
       );
     }
-    const maxUses = claims.ext?.uses === undefined ? 0 : Number(claims.ext.uses);
     const { publicKey } = readCsr(body.csrPem);
     const keyFingerprint = keyFingerprintOf(publicKey.export({ type: 'spki', format: 'der' }));
     const ca = keeper.ca;

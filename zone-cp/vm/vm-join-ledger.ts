@@ -5,6 +5,10 @@
  * counted with the store's compare-and-set, so two VMs racing on a
  * single-use token cannot both win. The same key joining again (a re-run of
  * `join`, or a retry after a failure half-way) is not a new use.
+ *
+ * Tokens global issued are counted here too: a vm token is bound to one
+ * zone (core/vm/vm-token-spec.ts), so the zone that redeems it is the only
+ * place it can be spent, and joins need no round trip to global.
  */
 
 import { ErrorCodes, MeshError, isMeshError } from '../../core/errors.js';

@@ -7,6 +7,7 @@
  */
 
 import { ErrorCodes, MeshError } from '../../core/errors.js';
+import { VM_JOIN_TOKEN_KIND, VM_REVOKED_CERT_KIND } from '../../core/vm/vm-kinds.js';
 
 /** Label on every WorkloadEntry created by a VM join: the WorkloadGroup's name. */
 export const VM_GROUP_LABEL = 'meshfed.io/workload-group';
@@ -22,9 +23,9 @@ export const VM_JOINED_AT_ANNOTATION = 'meshfed.io/vm-joined-at';
 export const VM_HOSTNAME_ANNOTATION = 'meshfed.io/vm-hostname';
 
 /** Internal kind: one per redeemed join token, named by the token's SHA-256 (the token itself is never stored). */
-export const JOIN_TOKEN_KIND = 'MeshfedVmJoinToken';
+export const JOIN_TOKEN_KIND = VM_JOIN_TOKEN_KIND;
 /** Internal kind: one per revoked workload certificate, until it expires. */
-export const REVOKED_CERT_KIND = 'MeshfedRevokedCertificate';
+export const REVOKED_CERT_KIND = VM_REVOKED_CERT_KIND;
 
 /** Settings of VM enrollment on a zone CP (`ZoneCpOptions.vm`). */
 export interface VmSettings {

@@ -4,7 +4,7 @@
  */
 
 import type { JsonSchema } from '../json-schema.js';
-import { bool, enumOf, obj, str } from './common.js';
+import { bool, enumOf, obj, str, strings } from './common.js';
 
 /** Mesh spec schema. */
 export const meshSpec: JsonSchema = obj('Mesh-wide settings.', {
@@ -17,6 +17,12 @@ export const meshSpec: JsonSchema = obj('Mesh-wide settings.', {
       preferLocalZone: bool('Prefer endpoints in the caller zone; fail over to other zones.', {
         default: true,
       }),
+      pinToZone: bool(
+        'Data residency for every service: calls never leave the caller zone, not even when it has no healthy endpoint.',
+      ),
+      pinnedServices: strings(
+        'Data residency per service: hosts whose calls never leave the caller zone (name.namespace, the FQDN, or *.namespace for a whole namespace).',
+      ),
     }),
     // An empty default lets the nested default apply when `routing` is absent,
     // both in the API and in Kubernetes' structural defaulting.
