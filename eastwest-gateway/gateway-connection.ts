@@ -48,8 +48,8 @@ export class GatewayConnection {
   private upstream: net.Socket | undefined;
   private readonly tried: EndpointState[] = [];
   private countedIn = 0;
-  /** Whether the upstream took the hello without filling its send buffer. */
-  private helloFlowing = true;
+  /** The ClientHello as one buffer, joined once and resent on a connect retry. */
+  private hello: Buffer | undefined;
   private countedOut = 0;
 
   constructor(
@@ -144,6 +144,14 @@ export class GatewayConnection {
     this.connectNext();
   }
 
+  private helloBytes(): Buffer {
+    if (this.hello === undefined) {
+      const chunks = this.reader?.chunks ?? [];
+      this.hello = chunks.length === 1 && chunks[0] !== undefined ? chunks[0] : Buffer.concat(chunks);
+    }
+    return this.hello;
+  }
+
   private connectNext(): void {
     const route = this.route;
     if (route === undefined || this.phase !== 'connecting') return;
@@ -169,9 +177,8 @@ export class GatewayConnection {
     // Queue the hello now: libuv sends it the moment the connect completes,
     // one event-loop turn before 'connect' would run. Nothing has reached the
     // endpoint if the connect fails, so the next attempt sends it again.
-    const chunks = this.reader?.chunks ?? [];
-    const hello = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-    this.helloFlowing = hello === undefined || hello.length === 0 || upstream.write(hello);
+    const hello = this.helloBytes();
+    if (hello.length > 0) upstream.write(hello);
     upstream.once('connect', this.onUpstreamConnect);
     upstream.on('timeout', this.onUpstreamTimeout);
     upstream.on('error', this.onUpstreamError);
@@ -196,8 +203,9 @@ export class GatewayConnection {
     route.stats.forwarded++;
     route.stats.active++;
     this.reader = undefined;
+    this.hello = undefined;
     // The client stays paused (since its hello) until the upstream can take more.
-    const flowing = this.helloFlowing;
+    const flowing = !upstream.writableNeedDrain;
     // The relay: backpressure both ways (stop reading a side while the other's
     // send buffer is full), and with allowHalfOpen a FIN from one side
     // half-closes the other. Hand-written rather than pipe(): same semantics,

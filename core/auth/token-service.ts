@@ -272,13 +272,13 @@ export function tokenRecordName(jti: string): string {
   return `token-${Buffer.from(jti, 'base64url').toString('hex')}`;
 }
 
-/** The token id a record stands for (records written before `spec.jti` existed are named by it). */
 /** When a recorded token expires (ms since the epoch), Infinity when it does not. */
 function expiryOf(record: { spec: Record<string, unknown> }): number {
   const at = typeof record.spec.expiresAt === 'string' ? Date.parse(record.spec.expiresAt) : Number.NaN;
   return Number.isNaN(at) ? Number.POSITIVE_INFINITY : at;
 }
 
+/** The token id a record stands for (records written before `spec.jti` existed are named by it). */
 export function jtiOf(record: { metadata: { name: string }; spec: Record<string, unknown> }): string {
   return typeof record.spec.jti === 'string' ? record.spec.jti : record.metadata.name;
 }

@@ -9,6 +9,7 @@
 
 import { ErrorCodes, MeshError } from '../errors.js';
 import { LATENCY_SLOTS, addLatency, emptyLatency } from './telemetry-histogram.js';
+import { isObject, type Obj } from '../resource/validate-common.js';
 
 export const TELEMETRY_FORMAT_VERSION = 1;
 /** Edges one message may carry; a proxy or zone with more folds the rest away (and says so in `dropped`). */
@@ -189,12 +190,6 @@ export function parseZoneTelemetry(json: Buffer | Uint8Array, zone: string): Zon
   };
 }
 
-type Obj = Record<string, unknown>;
-
-function isObj(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
 function bad(message: string): MeshError {
   return new MeshError(ErrorCodes.DECODE, message);
 }
@@ -206,7 +201,7 @@ function parseJson(json: Buffer | Uint8Array, what: string): Obj {
   } catch (err) {
     throw bad(`${what} is not JSON: ${(err as Error).message}`);
   }
-  if (!isObj(value)) throw bad(`${what} must be a JSON object`);
+  if (!isObject(value)) throw bad(`${what} must be a JSON object`);
   return value;
 }
 
@@ -239,7 +234,7 @@ function edgesOf(value: unknown, field: string): EdgeSample[] {
 }
 
 function edgeOf(value: unknown, field: string): EdgeSample {
-  if (!isObj(value) || !isObj(value.source) || !isObj(value.destination) || !isObj(value.codes)) {
+  if (!isObject(value) || !isObject(value.source) || !isObject(value.destination) || !isObject(value.codes)) {
     throw bad(`${field} must be {source, destination, codes, latency, latencySumMs}`);
   }
   const s = value.source;
@@ -269,7 +264,7 @@ function edgeOf(value: unknown, field: string): EdgeSample {
 }
 
 function vmOf(value: unknown, field: string): VmStatus {
-  if (!isObj(value)) throw bad(`${field} must be an object`);
+  if (!isObject(value)) throw bad(`${field} must be an object`);
   if (typeof value.healthy !== 'boolean' || typeof value.proxyConnected !== 'boolean') {
     throw bad(`${field}.healthy and .proxyConnected must be booleans`);
   }

@@ -12,6 +12,7 @@ import type { StoredResource } from '../../core/resource/resource.js';
 import type { Store } from '../../core/store/store.js';
 import type { VmStatus } from '../../core/telemetry/telemetry-report.js';
 import type { EdgeSignals, GlobalTelemetry } from '../telemetry/global-telemetry.js';
+import { isObject, type Obj } from '../../core/resource/validate-common.js';
 
 /** The kinds listed as policies (what global syncs to zones). */
 export const POLICY_KINDS = [
@@ -85,12 +86,6 @@ export interface DashboardSources {
   telemetry: GlobalTelemetry;
   /** The cross-zone catalog (JSON ServiceCatalog), or undefined while there is none. */
   catalogJson?: () => Promise<Buffer>;
-}
-
-type Obj = Record<string, unknown>;
-
-function isObj(value: unknown): value is Obj {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 export async function buildDashboardState(sources: DashboardSources): Promise<DashboardState> {
@@ -167,7 +162,7 @@ async function readCatalog(read: (() => Promise<Buffer>) | undefined): Promise<S
   if (read === undefined) return undefined;
   try {
     const value: unknown = JSON.parse((await read()).toString('utf8'));
-    if (!isObj(value) || !Array.isArray(value.zones)) return undefined;
+    if (!isObject(value) || !Array.isArray(value.zones)) return undefined;
     return value as unknown as ServiceCatalog;
   } catch {
     return undefined;
@@ -175,8 +170,8 @@ async function readCatalog(read: (() => Promise<Buffer>) | undefined): Promise<S
 }
 
 function zoneView(zone: StoredResource, lastTelemetry: string | null): ZoneView {
-  const status: Obj = isObj(zone.status) ? zone.status : {};
-  const spec: Obj = isObj(zone.spec) ? zone.spec : {};
+  const status: Obj = isObject(zone.status) ? zone.status : {};
+  const spec: Obj = isObject(zone.spec) ? zone.spec : {};
   const num = (v: unknown): number | null => (typeof v === 'number' && Number.isFinite(v) ? v : null);
   const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
   return {

@@ -142,6 +142,7 @@ export class ZoneSession {
   private claims: TokenClaims | undefined;
   private token = '';
   private state: 'hello' | 'active' | 'closed' = 'hello';
+  private revocationPushQueued = false;
   private chain: Promise<void> = Promise.resolve();
   private readonly sender: StreamSender;
   private readonly bucket: TokenBucket;
@@ -514,10 +515,17 @@ export class ZoneSession {
     this.expiryTimer.unref();
   }
 
-  /** Resend trust (no CSR answer) so the zone learns a token revoked at global. */
+  /**
+   * Resend trust (no CSR answer) so the zone learns a token revoked at
+   * global. Revocations arriving together (a relist) send one message.
+   */
   pushRevocations(): void {
-    if (this.zone === '') return;
-    this.sendTrust('');
+    if (this.zone === '' || this.revocationPushQueued) return;
+    this.revocationPushQueued = true;
+    queueMicrotask(() => {
+      this.revocationPushQueued = false;
+      if (this.state === 'active') this.sendTrust('');
+    });
   }
 
   private sendTrust(csrPem: string): void {
@@ -540,7 +548,8 @@ export class ZoneSession {
       csr_error: csrError,
       revoked_token_ids: tokens.revokedTokenIds(),
     };
-    this.sender.send({ trust }, 4096 + chain.length);
+    const revokedBytes = trust.revoked_token_ids?.reduce((n, id) => n + id.length + 2, 0) ?? 0;
+    this.sender.send({ trust }, 4096 + chain.length + revokedBytes);
     this.ctx.metrics.messagesSent.inc({ type: 'trust' });
   }
 

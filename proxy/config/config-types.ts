@@ -15,6 +15,7 @@ import type {
   ServicePort,
   SidecarSnapshot,
 } from '../../core/mesh/snapshot.js';
+import type { LocalityRules } from '../../core/mesh/locality-plan.js';
 import type { AuthzEngine } from '../inbound/authz-engine.js';
 import type { StringMatcher } from './string-match.js';
 
@@ -181,12 +182,8 @@ export interface OutlierPolicy {
   minHealthPercent: number;
 }
 
-export interface LocalityPolicy {
-  enabled: boolean;
-  failover: Array<{ from: string; to: string }>;
-  failoverPriority: string[];
-  distribute: Array<{ from: string; to: Array<[string, number]> }>;
-}
+/** DestinationRule localityLbSetting as the proxy applies it: the planner's own rules. */
+export type LocalityPolicy = LocalityRules;
 
 export interface ClusterPolicy {
   lb: LbPolicyName;

@@ -111,6 +111,9 @@ export class EdgeReporter {
       };
       if (this.#pending.size < MAX_EDGES_PER_MESSAGE || this.#pending.has(edgeKeyOf(sample))) {
         mergeEdge(this.#pending, sample);
+      } else {
+        // The report is full: leave this series' baseline alone so its counts go in the next one.
+        continue;
       }
       if (seen === undefined) {
         this.#seen.set(series, {

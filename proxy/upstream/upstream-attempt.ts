@@ -60,7 +60,8 @@ interface Tagged {
 
 const NGHTTP2_REFUSED_STREAM = http2.constants.NGHTTP2_REFUSED_STREAM;
 
-function isTlsAlert(err: Error): boolean {
+/** A TLS alert from the peer (bad certificate, wrong identity): a connect failure, not a reset. */
+export function isTlsAlert(err: Error): boolean {
   const code = (err as NodeJS.ErrnoException).code;
   return typeof code === 'string' && code.startsWith('ERR_SSL_');
 }

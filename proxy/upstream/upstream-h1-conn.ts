@@ -29,10 +29,14 @@ import {
 } from './upstream-h1-head.js';
 import {
   UpstreamFailure,
+  isTlsAlert,
   type Attempt,
   type AttemptOwner,
   type UpstreamFailureKind,
 } from './upstream-attempt.js';
+
+/** Body bytes an attempt holds while it waits for a connection (a socket's default high-water mark). */
+const PENDING_HIGH_WATER_BYTES = 16 * 1024;
 
 /** What a connection needs from its pool. */
 export interface H1ConnPool {
@@ -345,11 +349,6 @@ export class H1Conn {
   }
 }
 
-function isTlsAlert(err: Error): boolean {
-  const code = (err as NodeJS.ErrnoException).code;
-  return typeof code === 'string' && code.startsWith('ERR_SSL_');
-}
-
 function onSocketData(this: ConnSocket, chunk: Buffer): void {
   this[kConn]?.onData(chunk);
 }
@@ -448,6 +447,7 @@ export class H1Attempt implements Attempt {
   #chunked = false;
   /** Body chunks written before a connection was free. */
   #pending: Buffer[] | undefined;
+  #pendingBytes = 0;
   #body: H1Body | undefined;
 
   constructor(
@@ -477,9 +477,15 @@ export class H1Attempt implements Attempt {
   /** A connection is ours: send what was written while waiting. */
   start(): void {
     const pending = this.#pending;
+    const heldBack = this.#pendingBytes >= PENDING_HIGH_WATER_BYTES;
     this.#pending = undefined;
-    if (pending !== undefined) for (const chunk of pending) this.write(chunk);
+    this.#pendingBytes = 0;
+    let flowing = true;
+    if (pending !== undefined) for (const chunk of pending) flowing = this.write(chunk);
     if (this.ended) this.#finishRequest();
+    // The caller stopped reading when the wait buffer filled: let it go on now,
+    // unless the socket is full too (then its 'drain' does it).
+    else if (heldBack && flowing && !this.broken) this.owner.onAttemptDrain(this);
   }
 
   #sendHead(framing: RequestFraming): void {
@@ -492,8 +498,12 @@ export class H1Attempt implements Attempt {
     if (this.broken || chunk.length === 0) return true;
     const conn = this.conn;
     if (conn === undefined) {
-      if (!this.settled) (this.#pending ??= []).push(chunk);
-      return true;
+      if (this.settled) return true;
+      // Waiting for a connection: hold at most a socket buffer's worth, as a
+      // socket would, so a large upload is read only as fast as it can leave.
+      (this.#pending ??= []).push(chunk);
+      this.#pendingBytes += chunk.length;
+      return this.#pendingBytes < PENDING_HIGH_WATER_BYTES;
     }
     if (!this.#headSent) {
       // The head and the first bytes of the body leave in one write.
@@ -502,9 +512,13 @@ export class H1Attempt implements Attempt {
       this.#sendHead(this.#hasLength ? 'length' : 'chunked');
     }
     if (this.#chunked) {
+      // Size line, data and CRLF leave in one write.
+      conn.socket.cork();
       conn.write(chunk.length.toString(16) + CRLF);
       conn.write(chunk);
-      return conn.write(CRLF);
+      const flowing = conn.write(CRLF);
+      conn.socket.uncork();
+      return flowing;
     }
     return conn.write(chunk);
   }

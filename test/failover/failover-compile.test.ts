@@ -7,7 +7,6 @@
  */
 
 import { describe, expect, it } from '@jest/globals';
-import { parse } from 'yaml';
 import { createLogger } from '../../core/log.js';
 import type { ServiceCatalog } from '../../core/mesh/inventory.js';
 import type { EndpointConfig, SidecarSnapshot } from '../../core/mesh/snapshot.js';
@@ -15,29 +14,11 @@ import type { StoredResource } from '../../core/resource/resource.js';
 import { inspectService } from '../../zone-cp/api/inspect-service-routes.js';
 import { ConfigCompiler } from '../../zone-cp/compiler/config-compiler.js';
 import type { PolicyKind } from '../../zone-cp/compiler/policy-index.js';
+import { storedFromYaml } from '../common/stored-resources.js';
 import { service, workload } from '../common/zone-cp.js';
 
-let revision = 0;
-
 function stored(yaml: string): StoredResource[] {
-  return yaml
-    .split(/^---$/m)
-    .filter((doc) => doc.trim() !== '')
-    .map((doc) => {
-      const object = parse(doc) as StoredResource;
-      revision++;
-      return {
-        ...object,
-        metadata: {
-          namespace: object.kind === 'Mesh' ? undefined : 'shop',
-          ...object.metadata,
-          uid: `uid-${revision}`,
-          resourceVersion: String(revision),
-          generation: 1,
-          creationTimestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, revision)).toISOString(),
-        },
-      } as StoredResource;
-    });
+  return storedFromYaml(yaml, 'shop');
 }
 
 function catalog(healthyB: number, totalB = 2): ServiceCatalog {

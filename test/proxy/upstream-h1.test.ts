@@ -373,6 +373,48 @@ describe('lean HTTP/1.1 upstream client', () => {
     expect(limited.server.connections).toBe(2);
   });
 
+  it('holds back an upload waiting for a connection after 16 KiB, then resumes it and sends it whole', async () => {
+    let releaseFirst: () => void = () => undefined;
+    const firstHeld = new Promise<void>((resolve) => (releaseFirst = resolve));
+    const received: number[] = [];
+    const server = http.createServer((req, res) => {
+      let bytes = 0;
+      req.on('data', (c: Buffer) => (bytes += c.length));
+      req.on('end', () => {
+        received.push(bytes);
+        if (req.url === '/first') void firstHeld.then(() => res.end('first'));
+        else res.end('second');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    const pool = new H1Pool(
+      settings((server.address() as AddressInfo).port, { maxConnections: 1 }),
+      undefined,
+    );
+    cleanup.push(() => pool.destroy());
+
+    const first = get(pool, '/first');
+    let drains = 0;
+    const second = new (class extends Recorder {
+      override onAttemptDrain(): void {
+        drains++;
+      }
+    })();
+    const upload = pool.open(second, 'PUT', '/second', 'h', { 'content-length': String(4 * 8192) });
+    const accepted = [0, 1, 2, 3].map(() => upload.write(Buffer.alloc(8192, 1)));
+    // The only connection is busy: past 16 KiB the caller is told to stop reading.
+    expect(accepted).toEqual([true, false, false, false]);
+    expect(drains).toBe(0);
+    releaseFirst();
+    expect((await first.done).body?.toString()).toBe('first');
+    // The connection is free and took what was held: the caller may read on.
+    await waitFor(() => drains === 1 || undefined, { what: 'the held-back upload to be resumed' });
+    upload.end();
+    expect((await second.done).body?.toString()).toBe('second');
+    expect(received).toEqual([0, 4 * 8192]);
+  });
+
   it('drops the connection when an attempt is aborted before the response (slow upstream)', async () => {
     const { server, pool } = await setup(() => undefined);
     const r = new Recorder();

@@ -1,5 +1,4 @@
 import { describe, expect, it } from '@jest/globals';
-import { parse } from 'yaml';
 import type { ServiceCatalog } from '../../core/mesh/inventory.js';
 import type { GatewaySnapshot, OutboundService, SidecarSnapshot } from '../../core/mesh/snapshot.js';
 import type { StoredResource } from '../../core/resource/resource.js';
@@ -7,30 +6,11 @@ import { createLogger } from '../../core/log.js';
 import { ConfigCompiler } from '../../zone-cp/compiler/config-compiler.js';
 import type { PolicyKind } from '../../zone-cp/compiler/policy-index.js';
 import type { LocalService, WorkloadEndpoint } from '../../zone-cp/discovery/discovery.js';
+import { storedFromYaml } from '../common/stored-resources.js';
 import { service, workload } from '../common/zone-cp.js';
 
-let revision = 0;
-
-/** Stored objects from YAML documents, as a store would hand them out (older documents first). */
 function stored(yaml: string): StoredResource[] {
-  return yaml
-    .split(/^---$/m)
-    .filter((doc) => doc.trim() !== '')
-    .map((doc) => {
-      const object = parse(doc) as StoredResource;
-      revision++;
-      return {
-        ...object,
-        metadata: {
-          namespace: object.kind === 'Mesh' ? undefined : 'default',
-          ...object.metadata,
-          uid: `uid-${revision}`,
-          resourceVersion: String(revision),
-          generation: 1,
-          creationTimestamp: new Date(Date.UTC(2025, 0, 1, 0, 0, revision)).toISOString(),
-        },
-      } as StoredResource;
-    });
+  return storedFromYaml(yaml, 'default');
 }
 
 interface World {

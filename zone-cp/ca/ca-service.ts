@@ -157,19 +157,16 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
   };
 }
 
-/** A pool failure as the status the caller acts on: fix the CSR, back off, or retry. */
+/**
+ * A pool failure as the status the caller acts on: fix the CSR, back off, or
+ * retry. The shared mapping (grpc-status.ts), with the CSR named when it is
+ * what the pool refused.
+ */
 function poolRefusal(err: unknown): unknown {
+  // Anything else (a bug) goes up as it is, so the handler logs it in full.
   if (!isMeshError(err)) return err;
-  switch (err.code) {
-    case ErrorCodes.PKI:
-    case ErrorCodes.INVALID_ARGUMENT:
-      return new GrpcRefusal(status.INVALID_ARGUMENT, `CSR invalid: ${err.message}`);
-    case ErrorCodes.RESOURCE_EXHAUSTED:
-      return new GrpcRefusal(status.RESOURCE_EXHAUSTED, err.message);
-    case ErrorCodes.UNAVAILABLE:
-    case ErrorCodes.CLOSED:
-      return new GrpcRefusal(status.UNAVAILABLE, err.message);
-    default:
-      return err;
+  if (err.code === ErrorCodes.PKI || err.code === ErrorCodes.INVALID_ARGUMENT) {
+    return new GrpcRefusal(status.INVALID_ARGUMENT, `CSR invalid: ${err.message}`);
   }
+  return toRefusal(err);
 }
