@@ -367,6 +367,12 @@ describe('meshfed inspect service', () => {
     expect(badWorkload.stderr).toContain('workload must be namespace/name');
     const noProxy = await cli('echo.demo', '--from-proxy', 'ghost-1');
     expect(noProxy.stderr).toContain('no proxy with id ghost-1');
+    // The REST route names an empty parameter instead of looking up a service in namespace ''.
+    const emptyNamespace = await http(`${zoneA().cp.restUrl}/inspect/services/echo?namespace=`, {
+      token: zoneA().admin,
+    });
+    expect(emptyNamespace.status).toBe(422);
+    expect(emptyNamespace.text).toContain('namespace is empty');
   });
 });
 

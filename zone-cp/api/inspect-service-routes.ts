@@ -98,6 +98,17 @@ export function registerInspectServiceRoutes(router: Router, sources: InspectSer
     const namespace = ctx.query.get('namespace') ?? undefined;
     const proxy = ctx.query.get('proxy') ?? undefined;
     const workload = ctx.query.get('workload') ?? undefined;
+    for (const [field, value] of [
+      ['namespace', namespace],
+      ['proxy', proxy],
+      ['workload', workload],
+    ] as const) {
+      if (value !== undefined && value.trim() === '') {
+        throw new MeshError(ErrorCodes.VALIDATION, `${field} is empty: give a value or leave it out`, {
+          field,
+        });
+      }
+    }
     if (proxy !== undefined && workload !== undefined) {
       throw new MeshError(ErrorCodes.VALIDATION, 'give either proxy or workload, not both', {
         field: 'proxy',
