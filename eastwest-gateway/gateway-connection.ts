@@ -19,6 +19,7 @@ import type { GatewayMetrics, RefusalReason } from './gateway-metrics.js';
 import type { ResolvedLimits } from './gateway-options.js';
 import { classifyMiss, type GatewayTable, type Route } from './gateway-table.js';
 import { pickLeastEjected } from './lb.js';
+import type { ReadBufferPool } from './read-buffer-pool.js';
 import { ClientHelloReader } from './sni-parse.js';
 
 /** What a connection needs from the gateway that owns it. */
@@ -26,6 +27,8 @@ export interface ConnectionHost {
   readonly limits: ResolvedLimits;
   readonly metrics: GatewayMetrics;
   readonly logger: Logger;
+  /** Where the upstream sockets' read buffers come from and go back to. */
+  readonly readBuffers: ReadBufferPool;
   /** The table in force when the hello completes (a snapshot may land meanwhile). */
   currentTable(): GatewayTable | undefined;
   /** Called exactly once, when the client socket has closed. */
@@ -51,6 +54,16 @@ export class GatewayConnection {
   /** The ClientHello as one buffer, joined once and resent on a connect retry. */
   private hello: Buffer | undefined;
   private countedOut = 0;
+  /**
+   * The buffer the upstream socket reads into, reused for as long as every
+   * relayed write completes synchronously (the common case: the client's
+   * kernel send buffer has room). A write left pending keeps a reference to
+   * it, so the next read gets a fresh one and this one is left to the GC.
+   */
+  private readBuffer: Buffer | undefined;
+  /** Set once the upstream that owns readBuffer has closed (no read can land in it any more). */
+  private upstreamClosed = false;
+  private clientClosed = false;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -164,6 +177,7 @@ export class GatewayConnection {
     this.tried.push(endpoint);
     endpoint.active++;
     this.endpoint = endpoint;
+    this.upstreamClosed = false;
     const upstream = net.connect({
       host: endpoint.address,
       port: endpoint.port,
@@ -171,6 +185,11 @@ export class GatewayConnection {
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
+      // Reads land in a reused buffer and go straight to the client, without a
+      // Buffer allocation and a Readable push/emit per chunk. Node offers this
+      // only on sockets it constructs for us, so the client side (accepted by
+      // the server) stays on the stream path.
+      onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
     });
     this.upstream = upstream;
     upstream.setTimeout(this.host.limits.connectTimeoutMs);
@@ -214,7 +233,6 @@ export class GatewayConnection {
     client.on('data', this.onClientData);
     client.on('end', this.onClientEnd);
     client.on('drain', this.onClientDrain);
-    upstream.on('data', this.onUpstreamData);
     upstream.on('end', this.onUpstreamEnd);
     upstream.on('drain', this.onUpstreamDrain);
     // A client that sent its FIN right behind the hello has ended already (Readable
@@ -227,9 +245,30 @@ export class GatewayConnection {
     if (this.upstream?.write(chunk) === false) this.client.pause();
   };
 
-  private readonly onUpstreamData = (chunk: Buffer): void => {
-    if (!this.client.write(chunk)) this.upstream?.pause();
+  /** Returning false stops reading the upstream until the client drains. */
+  private readonly onUpstreamRead = (bytes: number, buffer: Uint8Array): boolean => {
+    const client = this.client;
+    const flowing = client.write(buffer.subarray(0, bytes));
+    // Nothing left queued means the kernel took the bytes: the buffer is free again.
+    if (client.writableLength > 0) this.readBuffer = undefined;
+    return flowing;
   };
+
+  private readonly nextReadBuffer = (): Buffer => {
+    if (this.readBuffer === undefined) this.readBuffer = this.host.readBuffers.take();
+    return this.readBuffer;
+  };
+
+  /**
+   * Once both sockets have closed nothing reads into the buffer any more, and
+   * writes it held were either done or cancelled with the client socket.
+   */
+  private releaseReadBuffer(): void {
+    if (!this.clientClosed || (this.upstream !== undefined && !this.upstreamClosed)) return;
+    if (this.readBuffer === undefined) return;
+    this.host.readBuffers.give(this.readBuffer);
+    this.readBuffer = undefined;
+  }
 
   private readonly onUpstreamDrain = (): void => {
     this.client.resume();
@@ -261,9 +300,11 @@ export class GatewayConnection {
   };
 
   private readonly onUpstreamClose = (hadError: boolean): void => {
+    this.upstreamClosed = true;
     // A clean close means both directions ended and the client is finishing its
     // writes; cutting it now would drop bytes still buffered for it.
     if (this.phase === 'piping' && hadError) this.client.destroy();
+    this.releaseReadBuffer();
   };
 
   private connectFailed(err: Error): void {
@@ -325,6 +366,8 @@ export class GatewayConnection {
       this.endpoint = undefined;
     }
     this.reader = undefined;
+    this.clientClosed = true;
+    this.releaseReadBuffer();
     this.host.connectionClosed(this);
   };
 

@@ -16,6 +16,7 @@ import { compileGatewayTable, validateGatewaySnapshot, type GatewayTable } from 
 import { createLoadBalancer } from './lb.js';
 import { LEAST_CONN } from './lb-least-conn.js';
 import { ROUND_ROBIN } from './lb-round-robin.js';
+import { ReadBufferPool } from './read-buffer-pool.js';
 
 /** Policies registered by importing their modules; named here so the imports are not side-effect only. */
 export const BUILT_IN_LB_POLICIES = [LEAST_CONN, ROUND_ROBIN] as const;
@@ -23,9 +24,19 @@ export const BUILT_IN_LB_POLICIES = [LEAST_CONN, ROUND_ROBIN] as const;
 /** Why the gateway is not ready, or undefined when it is. */
 export type NotReadyReason = 'no-snapshot' | 'draining' | 'closed';
 
+/**
+ * One upstream read at most. HAProxy's default buffer size: large enough that
+ * bulk transfers are not syscall-bound, small enough that a gateway full of
+ * idle connections (each holds one while open) stays within its memory limit.
+ */
+const RELAY_READ_BYTES = 16 * 1024;
+/** Buffers kept for the next connections (1 MiB at 16 KiB each). */
+const RELAY_READ_BUFFERS_KEPT = 64;
+
 export class Gateway implements ConnectionHost {
   readonly limits: ResolvedLimits;
   readonly metrics: GatewayMetrics;
+  readonly readBuffers = new ReadBufferPool(RELAY_READ_BYTES, RELAY_READ_BUFFERS_KEPT);
   readonly logger: Logger;
   private readonly lbPolicy: string;
   private readonly pool = new EndpointPool();

@@ -27,6 +27,8 @@ interface Job {
   seconds?: number;
   warmupSeconds?: number;
   samples?: number;
+  /** ttfb: resume the TLS session of the previous connection to the same target (what mesh proxies do). */
+  resume?: boolean;
 }
 
 const job = JSON.parse(process.argv[2] ?? '{}') as Job;
@@ -38,24 +40,29 @@ const secureContext = tls.createSecureContext({
 const SMALL = Buffer.from('small\n');
 const STREAM = Buffer.from('stream\n');
 
-function connect(port: number): tls.TLSSocket {
+/** The last session ticket per port, offered on the next connection when resuming. */
+const sessions = new Map<number, Buffer>();
+
+function connect(port: number, resume = false): tls.TLSSocket {
   const socket = tls.connect({
     host: '127.0.0.1',
     port,
     servername: job.servername,
     secureContext,
+    session: resume ? sessions.get(port) : undefined,
     // The backend is a workload identity, not a DNS name; the bench trusts its root.
     checkServerIdentity: () => undefined,
   });
   socket.setNoDelay(true);
+  if (resume) socket.on('session', (session: Buffer) => sessions.set(port, session));
   return socket;
 }
 
 /** One short exchange; resolves with ms from connect() to the first response byte. */
-function exchange(port: number): Promise<number> {
+function exchange(port: number, resume = false): Promise<number> {
   return new Promise((resolve, reject) => {
     const started = process.hrtime.bigint();
-    const socket = connect(port);
+    const socket = connect(port, resume);
     let first = 0;
     socket.once('secureConnect', () => socket.write(SMALL));
     socket.once('data', () => {
@@ -122,9 +129,10 @@ async function ttfb(): Promise<Record<string, number[]>> {
   const results: Record<string, number[]> = {};
   for (const target of job.targets) results[target.name] = [];
   // Warm up every path (JIT, TLS contexts) before sampling.
-  for (let i = 0; i < 50; i++) for (const target of job.targets) await exchange(target.port);
+  const resume = job.resume === true;
+  for (let i = 0; i < 50; i++) for (const target of job.targets) await exchange(target.port, resume);
   for (let i = 0; i < samples; i++) {
-    for (const target of job.targets) results[target.name]?.push(await exchange(target.port));
+    for (const target of job.targets) results[target.name]?.push(await exchange(target.port, resume));
   }
   return results;
 }
