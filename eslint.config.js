@@ -21,6 +21,25 @@ export default tseslint.config(
     },
   },
   {
+    // prom-client's index loads @opentelemetry/api and more (~7.5 MiB per process): core/prom-modules.ts.
+    files: ['**/*.ts'],
+    ignores: ['core/prom-modules.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: 'prom-client',
+              message: "Import prom-client's classes from core/prom-modules.ts (types may come from 'prom-client').",
+              allowTypeImports: true,
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
     files: ['*.config.js'],
     rules: { 'no-restricted-syntax': 'off' },
   },

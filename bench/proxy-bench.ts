@@ -12,8 +12,9 @@
  * The last line printed is the JSON of all figures.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
- * BENCH_CONNECTIONS (64, wrk), BENCH_PROXY_NODE_ARGS (extra node flags for
- * the proxies, space-separated), BENCH_H2=1 (HTTP/2 between the proxies),
+ * BENCH_CONNECTIONS (64, wrk), BENCH_PROXY_NODE_ARGS (the proxies' node
+ * flags, space-separated; default core/sidecar-node-options, what a deployed
+ * sidecar runs with; '' for Node's defaults), BENCH_H2=1 (HTTP/2 between the proxies),
  * BENCH_PROXY_CLI (the proxies' entry: default dist/cli/proxy-main.js, the
  * lean sidecar entry; a cli/main.js runs `meshfed proxy`),
  * BENCH_BASELINE_CLI (the entry of another build, e.g. a copy of the
@@ -30,6 +31,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
+import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh } from '../test/common/pki-fixtures.js';
 import { median, round, rssMiB } from './support/load.js';
 import { cpuSeconds, fixedRate, peakRss, wrk, type LatencyResult } from './support/load-tools.js';
@@ -39,7 +41,10 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
-const NODE_ARGS = (process.env.BENCH_PROXY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+/** The proxies' node flags: by default those a deployed sidecar runs with. */
+const NODE_ARGS = (process.env.BENCH_PROXY_NODE_ARGS ?? SIDECAR_NODE_OPTIONS)
+  .split(' ')
+  .filter((a) => a !== '');
 /** BENCH_H2=1: HTTP/2 between the two proxies (DestinationRule h2UpgradePolicy: UPGRADE). */
 const H2 = process.env.BENCH_H2 === '1';
 /** The lean sidecar entry (cli/proxy-main) by default; BENCH_PROXY_CLI=<path to cli/main.js> runs `meshfed proxy`. */
@@ -180,7 +185,11 @@ async function measure(
   const after = pids.map(cpuSeconds);
   figures.fixed.push(fixed);
   figures.cpuFixed.push(
-    pids.map((_, i) => (((after[i] ?? 0) - (before[i] ?? 0)) / Math.max(1, fixed.requests)) * 1000),
+    // The CPU window spans the generator's warm-up too: per request answered in it.
+    pids.map(
+      (_, i) =>
+        (((after[i] ?? 0) - (before[i] ?? 0)) / Math.max(1, fixed.totalRequests ?? fixed.requests)) * 1000,
+    ),
   );
   await new Promise((resolve) => setTimeout(resolve, 500));
   const before2 = pids.map(cpuSeconds);
@@ -208,7 +217,7 @@ function probe(url: string, host: string | undefined): Promise<number> {
   });
 }
 
-function medianOf(list: LatencyResult[], key: keyof LatencyResult): number {
+function medianOf(list: LatencyResult[], key: 'rps' | 'requests' | 'p50' | 'p90' | 'p99'): number {
   return median(list.map((r) => r[key]));
 }
 

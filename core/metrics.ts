@@ -4,13 +4,13 @@
  * one process — the demo, the tests — do not collide.
  */
 
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { ApiObserver } from './api/api-server.js';
+import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom-modules.js';
 
 export function createRegistry(component: string, withProcessMetrics = true): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ component });
-  if (withProcessMetrics) collectDefaultMetrics({ register: registry });
+  if (withProcessMetrics) collectProcessMetrics(registry);
   return registry;
 }
 

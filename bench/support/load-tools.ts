@@ -14,6 +14,8 @@ import { fileURLToPath } from 'node:url';
 export interface LatencyResult {
   rps: number;
   requests: number;
+  /** The fixed-rate generator's requests including its warm-up (wrk: absent). */
+  totalRequests?: number;
   errors: number;
   /** Milliseconds. */
   p50: number;
@@ -74,6 +76,9 @@ export async function wrk(
   };
 }
 
+/** Sent on the schedule before measuring: the generator's own JIT warm-up (fixed-rate-client.ts). */
+const FIXED_RATE_WARMUP_SECONDS = 3;
+
 /** The open-loop fixed-rate generator (fixed-rate-client.js next to this file). */
 export async function fixedRate(
   url: string,
@@ -84,8 +89,8 @@ export async function fixedRate(
   const script = fileURLToPath(new URL('./fixed-rate-client.js', import.meta.url));
   const out = await run(
     process.execPath,
-    [script, url, host ?? '-', String(rate), String(seconds), '1'],
-    (seconds + 60) * 1000,
+    [script, url, host ?? '-', String(rate), String(seconds), String(FIXED_RATE_WARMUP_SECONDS)],
+    (seconds + FIXED_RATE_WARMUP_SECONDS + 60) * 1000,
   );
   const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as LatencyResult;
   return r;

@@ -15,6 +15,7 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
+import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
 import type { ChildProcess } from 'node:child_process';
 import { pollUntil, requestOk, waitForHttpOk } from './demo-http.js';
 import { DEMO_WORKLOADS, DEMO_ZONES, VM_ZONE_INDEX } from './demo-plan.js';
@@ -112,7 +113,8 @@ export async function startNetnsDemo(
   const meshfed = (zone: TopologyZone, label: string, args: string[]): ZoneProcess => {
     const child = topology.spawn(zone.name, process.execPath, [ctx.cliMain, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: '' },
+      // Sidecars run with their deployed V8 flags; nothing else inherits ours.
+      env: { ...process.env, NODE_OPTIONS: args[0] === 'proxy' ? SIDECAR_NODE_OPTIONS : '' },
     });
     const log = createWriteStream(path.join(logsDir, `${label}.log`), { flags: 'a' });
     let tail = '';

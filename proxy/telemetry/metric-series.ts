@@ -6,7 +6,7 @@
  * sets are only turned into text when Prometheus scrapes.
  */
 
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Histogram, type Registry } from '../../core/prom-modules.js';
 
 export type Labels = Record<string, string>;
 

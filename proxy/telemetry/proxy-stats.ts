@@ -5,7 +5,7 @@
  * and cluster names) or by a fixed list of reasons.
  */
 
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../core/prom-modules.js';
 
 export class ProxyStats {
   readonly rbacDenied: Counter<'policy'>;

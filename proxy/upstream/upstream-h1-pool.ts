@@ -13,6 +13,14 @@ import { H1Attempt, H1Conn, type H1AttemptPool, type H1ConnPool } from './upstre
 import { UpstreamFailure } from './upstream-attempt.js';
 import { poolKey, type PoolSettings, type UpstreamPool } from './upstream-pool-types.js';
 
+/**
+ * Idle connections a sweep closes per event-loop turn. When a burst ends, its
+ * connections all go idle together and expire together; closing dozens of TLS
+ * connections in one turn stalled every request in flight for milliseconds
+ * (the proxy benchmark's p99 at 1,000 rps). In batches, requests run between them.
+ */
+const SWEEP_BATCH = 4;
+
 export class H1Pool implements UpstreamPool, H1ConnPool, H1AttemptPool {
   readonly key: string;
   readonly h2 = false;
@@ -25,6 +33,8 @@ export class H1Pool implements UpstreamPool, H1ConnPool, H1AttemptPool {
   readonly #idle: H1Conn[] = [];
   readonly #waiting: H1Attempt[] = [];
   #sweep: NodeJS.Timeout | undefined;
+  /** A sweep continues on the next turn (more connections expired than one batch). */
+  #sweepContinues = false;
   #destroyed = false;
 
   constructor(settings: PoolSettings, provider: TlsProvider | undefined) {
@@ -115,14 +125,35 @@ export class H1Pool implements UpstreamPool, H1ConnPool, H1AttemptPool {
     if (i >= 0) this.#waiting.splice(i, 1);
   }
 
-  /** Closes connections idle for longer than the idle timeout. */
+  /** Closes connections idle for longer than the idle timeout, SWEEP_BATCH per event-loop turn. */
   sweep(): void {
+    // A sweep still working through a backlog goes on by itself.
+    if (this.#sweepContinues) return;
+    this.#sweepBatch();
+  }
+
+  readonly #continueSweep = (): void => {
+    this.#sweepContinues = false;
+    this.#sweepBatch();
+  };
+
+  #sweepBatch(): void {
     const limit = Date.now() - this.#settings.idleTimeoutMs;
     const idle = this.#idle;
     let n = 0;
-    while (n < idle.length && (idle[n]?.idleSince ?? 0) <= limit) n++;
+    while (n < idle.length && n < SWEEP_BATCH && (idle[n]?.idleSince ?? 0) <= limit) n++;
     if (n > 0) for (const conn of idle.splice(0, n)) conn.destroy();
-    if (idle.length === 0) this.#stopSweep();
+    if (idle.length === 0) {
+      this.#stopSweep();
+    } else if ((idle[0]?.idleSince ?? 0) <= limit) {
+      this.#sweepContinues = true;
+      setImmediate(this.#continueSweep);
+    }
+  }
+
+  /** Idle connections, for tests. */
+  get idleCount(): number {
+    return this.#idle.length;
   }
 
   #stopSweep(): void {

@@ -449,6 +449,28 @@ describe('lean HTTP/1.1 upstream client', () => {
     expect(out.body?.equals(payload)).toBe(true);
   });
 
+  it('closes a burst of expired idle connections a few per event-loop turn, not all in one', async () => {
+    const { pool } = await setup((s) => s.write(OK), { idleTimeoutMs: 100 });
+    // A burst: 20 requests at once, 20 connections, all idle (and expiring) together.
+    const answers = await Promise.all(Array.from({ length: 20 }, () => get(pool).done));
+    expect(answers.every((a) => a.status === 200)).toBe(true);
+    expect(pool.idleCount).toBe(20);
+    // Watch the idle count once per turn of the event loop until the sweep is done.
+    const seen: number[] = [];
+    await new Promise<void>((resolve) => {
+      const watch = (): void => {
+        seen.push(pool.idleCount);
+        if (pool.idleCount === 0) resolve();
+        else setImmediate(watch);
+      };
+      watch();
+    });
+    const drops = seen.slice(1).map((n, i) => (seen[i] ?? 0) - n);
+    // Closing them all in one turn stalled every request in flight (bench:proxy p99).
+    expect(Math.max(...drops)).toBeLessThanOrEqual(4);
+    expect(drops.filter((d) => d > 0).length).toBeGreaterThanOrEqual(5);
+  });
+
   it('closes idle connections after the idle timeout', async () => {
     const { pool } = await setup((s) => s.write(OK), { idleTimeoutMs: 100 });
     expect((await get(pool).done).status).toBe(200);

@@ -15,6 +15,7 @@
  * proxy container gets none (idempotent when a controller re-submits it).
  */
 
+import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
 import { PROXY_CONTAINER_NAME } from '../discovery/discovery.js';
 
 /** Namespace label that turns injection on for a namespace. */
@@ -172,6 +173,7 @@ export function injectedParts(pod: Obj, options: InjectionOptions): { sidecar: O
       { name: 'MESHFED_PROXY_OUTBOUND_PORT', value: String(OUTBOUND_PORT) },
       { name: 'MESHFED_PROXY_ADMIN_PORT', value: String(ADMIN_PORT) },
       { name: 'MESHFED_PROXY_METRICS_PORT', value: String(METRICS_PORT) },
+      { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
       fieldEnv('MESHFED_PROXY_WORKLOAD', 'metadata.name'),
       fieldEnv('MESHFED_PROXY_NAMESPACE', 'metadata.namespace'),
       fieldEnv('POD_IP', 'status.podIP'),
