@@ -31,7 +31,8 @@ export default tseslint.config(
           paths: [
             {
               name: 'prom-client',
-              message: "Import prom-client's classes from core/prom-modules.ts (types may come from 'prom-client').",
+              message:
+                "Import prom-client's classes from core/prom-modules.ts (types may come from 'prom-client').",
               allowTypeImports: true,
             },
           ],
