@@ -130,7 +130,7 @@ export class GlobalTelemetry implements ZoneTelemetrySink {
       vms: summary.vms,
     });
     for (const e of summary.edges) {
-      const id = edgeId(e.source.zone || zone, e.source.namespace, e.source.service, e.destination);
+      const id = edgeId(zone, e.source.namespace, e.source.service, e.destination);
       let total = this.#totals.get(id);
       if (total === undefined) {
         if (this.#totals.size >= MAX_TOTAL_EDGES) continue;
@@ -160,7 +160,8 @@ export class GlobalTelemetry implements ZoneTelemetrySink {
       coveredMs.set(zone, Math.min(this.windowMs, Math.max(covered, 1000)));
       for (const k of kept) {
         for (const e of k.summary.edges) {
-          const sourceZone = e.source.zone || zone;
+          // The calling side is the reporting zone's: its KDS stream authenticated it, whatever the edge claims.
+          const sourceZone = zone;
           const id = edgeId(sourceZone, e.source.namespace, e.source.service, e.destination);
           let acc = accs.get(id);
           if (acc === undefined) {

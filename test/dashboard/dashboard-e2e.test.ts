@@ -156,6 +156,56 @@ describe('dashboard state', () => {
     });
   });
 
+  it('takes a report’s calling side from the proxy’s authenticated session and zone, not from the report', async () => {
+    const { MdsClient } = await import('../../core/mds/mds-client.js');
+    const { emptyCodes, encodeTelemetry, TELEMETRY_FORMAT_VERSION } =
+      await import('../../core/telemetry/telemetry-report.js');
+    const { emptyLatency } = await import('../../core/telemetry/telemetry-histogram.js');
+    const token = await mesh.zoneA.issueProxyToken({
+      workload: 'frontend',
+      namespace: NS,
+      serviceAccount: 'frontend',
+    });
+    const client = new MdsClient({
+      address: mesh.zoneA.cp.grpcAddress,
+      caPem: mesh.zoneA.cp.caPem,
+      credential: () => ({ token }),
+      hello: { proxyId: 'spoofing-reporter', kind: 'sidecar', workload: 'frontend', namespace: NS },
+      onSnapshot: () => undefined,
+    });
+    client.start();
+    try {
+      await waitFor(() => client.connected || undefined, { what: 'the MDS stream up' });
+      // A sidecar of zone-a claims its requests came from another namespace in another zone.
+      const report = encodeTelemetry({
+        version: TELEMETRY_FORMAT_VERSION,
+        intervalMs: 5000,
+        edges: [
+          {
+            source: { workload: 'intruder', namespace: 'kube-system', service: 'spoofed', zone: 'zone-b' },
+            destination: { service: 'backend', namespace: NS, zone: 'zone-a' },
+            codes: { ...emptyCodes(), '2xx': 7 },
+            latency: emptyLatency(),
+            latencySumMs: 0,
+          },
+        ],
+      });
+      expect(client.sendReport(report)).toBe(true);
+      const edge = await waitFor(
+        async () => (await mesh.state()).edges.find((e) => e.from.endsWith('/spoofed')),
+        { what: 'the reported edge on the dashboard', timeoutMs: 15_000 },
+      );
+      expect(edge.from).toBe(`zone-a/${NS}/spoofed`);
+      expect(edge.totalRequests).toBe(7);
+      const state = await mesh.state();
+      expect(
+        state.edges.filter((e) => e.from.startsWith('zone-b/') || e.from.includes('kube-system')),
+      ).toEqual([]);
+    } finally {
+      client.close();
+    }
+  });
+
   it('counts a malformed proxy report as invalid and keeps the proxy connected', async () => {
     const { MdsClient } = await import('../../core/mds/mds-client.js');
     const token = await mesh.zoneA.issueProxyToken({

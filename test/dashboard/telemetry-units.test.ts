@@ -201,4 +201,15 @@ describe('zone sums and global window', () => {
     now += 10_000;
     expect(global.edges()).toEqual([]);
   });
+
+  it('puts an edge’s calling side in the zone whose stream reported it, whatever the edge claims', () => {
+    const global = new GlobalTelemetry({ windowMs: 30_000 });
+    const claimed = sample(5, 0);
+    claimed.source.zone = 'zone-c';
+    global.report('zone-a', summary([claimed]));
+    const [edge] = global.edges();
+    expect(edge?.id).toBe('zone-a/shop/web->shop/cart');
+    expect(edge?.source.zone).toBe('zone-a');
+    expect(edge?.totalRequests).toBe(5);
+  });
 });

@@ -16,7 +16,7 @@ import type { ConfigCompiler } from '../compiler/config-compiler.js';
 import type { CompiledSnapshot } from '../compiler/snapshot-version.js';
 import { GrpcRefusal } from '../grpc-status.js';
 import { parseProxyReport, type ZoneTelemetrySummary } from '../../core/telemetry/telemetry-report.js';
-import { ZoneTelemetryCollector } from '../telemetry/zone-telemetry.js';
+import { ZoneTelemetryCollector, asReportedBy } from '../telemetry/zone-telemetry.js';
 import { vmStatuses } from '../telemetry/zone-telemetry-vms.js';
 import type { ProxyRecord } from './proxy-record.js';
 import { ProxySession, type MdsCall, type SessionHost, type SessionLimits } from './proxy-session.js';
@@ -123,7 +123,7 @@ export class MdsServer {
       onNack: (session) => this.nacks.inc({ kind: session.record.kind }),
       onReport: (session, json) => {
         try {
-          telemetry.receive(parseProxyReport(json));
+          telemetry.receive(asReportedBy(parseProxyReport(json), session.record));
         } catch (err) {
           // Best effort: a bad report is counted and dropped, the config stream stays up.
           telemetry.rejected();

@@ -20,6 +20,26 @@ import {
   type ZoneTelemetrySummary,
 } from '../../core/telemetry/telemetry-report.js';
 
+/**
+ * A proxy reports the requests it made (reporter=source), so the calling side
+ * of every edge is the proxy itself: workload and namespace come from its MDS
+ * session, which the zone authenticated, whatever the report claims. (Global
+ * likewise takes the zone from the KDS stream that carries the summary.) The
+ * calling service stays as reported: it is a label, not an identity.
+ */
+export function asReportedBy(
+  report: ProxyTelemetryReport,
+  proxy: { workload: string; namespace: string },
+): ProxyTelemetryReport {
+  return {
+    ...report,
+    edges: report.edges.map((e) => ({
+      ...e,
+      source: { ...e.source, workload: proxy.workload, namespace: proxy.namespace },
+    })),
+  };
+}
+
 export interface ZoneTelemetryOptions {
   registry?: Registry;
   logger?: Logger;
