@@ -523,7 +523,7 @@ function followGlobalTokenKeys(
   const loadRevocations = (): void => {
     const ids = mirror.get(SECRET_KIND, '', GLOBAL_TOKEN_REVOCATIONS_SECRET)?.spec.tokenIds;
     if (!Array.isArray(ids)) return;
-    tokens.addRevokedTokenIds(ids.filter((id): id is string => typeof id === 'string'));
+    tokens.setRevokedElsewhere(ids.filter((id): id is string => typeof id === 'string'));
   };
   loadKeys();
   loadRevocations();

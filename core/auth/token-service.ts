@@ -41,11 +41,13 @@ export interface IssuedToken {
 
 export class TokenService implements Authenticator {
   /**
-   * Ids of revoked tokens (kept current by a watch on the token records, plus
-   * those another issuer revoked) → when the token expires anyway (ms since
-   * the epoch; Infinity for tokens without expiry).
+   * Ids of the tokens revoked here (kept current by a watch on the token
+   * records) → when the token expires anyway (ms since the epoch; Infinity
+   * for tokens without expiry).
    */
   private readonly revoked = new Map<string, number>();
+  /** Ids another issuer (global, for a zone) has revoked: its latest full list. */
+  private revokedElsewhere = new Set<string>();
   private readonly revokedListeners = new Set<(jti: string) => void>();
   private readonly resyncListeners = new Set<() => void>();
   private readonly issuer: TokenIssuer;
@@ -65,7 +67,10 @@ export class TokenService implements Authenticator {
   }
 
   private buildVerifier(): TokenVerifier {
-    return new TokenVerifier([...this.verificationKeys], (jti) => this.revoked.has(jti));
+    return new TokenVerifier(
+      [...this.verificationKeys],
+      (jti) => this.revoked.has(jti) || this.revokedElsewhere.has(jti),
+    );
   }
 
   /** The public key tokens issued here verify with (a zone receives global's over KDS). */
@@ -201,17 +206,27 @@ export class TokenService implements Authenticator {
   }
 
   /**
-   * Refuse tokens another issuer (global, for a zone) revoked. Additive: a
-   * revocation is never taken back, and an id dropped from the issuer's set
-   * belongs to a token that has expired anyway.
+   * Refuse the tokens another issuer (global, for a zone) has revoked. `ids`
+   * is that issuer's whole current list of revoked, unexpired tokens, so it
+   * replaces the previous one: an id that left it belongs to a token that has
+   * expired, which its expiry refuses anyway, and the set stays as small as
+   * the issuer's instead of growing with every revocation ever made.
    */
-  addRevokedTokenIds(ids: Iterable<string>): void {
-    for (const jti of ids) if (jti !== '') this.markRevoked(jti, Number.POSITIVE_INFINITY);
+  setRevokedElsewhere(ids: Iterable<string>): void {
+    const previous = this.revokedElsewhere;
+    this.revokedElsewhere = new Set([...ids].filter((jti) => jti !== ''));
+    for (const jti of this.revokedElsewhere) {
+      if (!previous.has(jti) && !this.revoked.has(jti)) this.notifyRevoked(jti);
+    }
   }
 
   private markRevoked(jti: string, expiresAt: number): void {
     if (this.revoked.has(jti)) return;
     this.revoked.set(jti, expiresAt);
+    if (!this.revokedElsewhere.has(jti)) this.notifyRevoked(jti);
+  }
+
+  private notifyRevoked(jti: string): void {
     for (const listener of this.revokedListeners) listener(jti);
   }
 
