@@ -14,7 +14,7 @@
  * fails.
  */
 
-import type { IstioObject, LocalityConfig } from './snapshot.js';
+import type { LocalityConfig } from './snapshot.js';
 
 /** What the plan reads of an endpoint. */
 export interface LocalityEndpoint {
@@ -213,40 +213,4 @@ export function planLocality<T extends { readonly config: LocalityEndpoint }>(
     };
   }
   return { levels: groupBy(endpoints, zoneRank), distribute: undefined };
-}
-
-function asRecord(value: unknown): Record<string, unknown> | undefined {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-    ? (value as Record<string, unknown>)
-    : undefined;
-}
-
-/**
- * `localityLbSetting` as the zone CP holds it (already validated by the
- * API) into LocalityRules. Lenient: a malformed entry is skipped. The proxy
- * parses the same object strictly in its config compiler.
- */
-export function localityRulesOf(setting: IstioObject | undefined): LocalityRules | undefined {
-  if (setting === undefined) return undefined;
-  const list = (value: unknown): unknown[] => (Array.isArray(value) ? value : []);
-  const failover: LocalityRules['failover'] = [];
-  for (const f of list(setting.failover)) {
-    const rule = asRecord(f);
-    if (typeof rule?.from === 'string' && typeof rule.to === 'string')
-      failover.push({ from: rule.from, to: rule.to });
-  }
-  const distribute: LocalityRules['distribute'] = [];
-  for (const d of list(setting.distribute)) {
-    const rule = asRecord(d);
-    const to = Object.entries(asRecord(rule?.to) ?? {}).filter(
-      (w): w is [string, number] => typeof w[1] === 'number',
-    );
-    distribute.push({ from: typeof rule?.from === 'string' ? rule.from : '*', to });
-  }
-  return {
-    enabled: typeof setting.enabled === 'boolean' ? setting.enabled : true,
-    failover,
-    failoverPriority: list(setting.failoverPriority).filter((p): p is string => typeof p === 'string'),
-    distribute,
-  };
 }

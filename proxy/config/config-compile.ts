@@ -34,7 +34,7 @@ import {
   stringList,
   stringMap,
   type Obj,
-} from './config-read.js';
+} from '../../core/resource/config-read.js';
 import type {
   ClusterSpec,
   CompiledConfig,

@@ -6,19 +6,18 @@
  * connect timeout, no outlier detection unless configured.
  */
 
+import { parseLocalityRules } from '../../core/mesh/locality-rules.js';
 import type { PortProtocol } from '../../core/mesh/snapshot.js';
 import {
   arrayAt,
   invalid,
   objectAt,
-  optionalBoolean,
   optionalDuration,
   optionalInteger,
   optionalObject,
   optionalString,
-  stringList,
   type Obj,
-} from './config-read.js';
+} from '../../core/resource/config-read.js';
 import type { ClusterPolicy, LbPolicyName, LocalityPolicy, OutlierPolicy } from './config-types.js';
 
 const UNLIMITED = 4_294_967_295;
@@ -51,40 +50,7 @@ function lbPolicy(
   const setting = optionalObject(lb, 'localityLbSetting', path);
   return {
     name,
-    locality: setting === undefined ? undefined : localityPolicy(setting, `${path}.localityLbSetting`),
-  };
-}
-
-function localityPolicy(setting: Obj, path: string): LocalityPolicy {
-  const failover = arrayAt(setting, 'failover', path).map((f, i) => {
-    const p = `${path}.failover[${i}]`;
-    const rule = objectAt(f, p);
-    return { from: optionalString(rule, 'from', p) ?? '', to: optionalString(rule, 'to', p) ?? '' };
-  });
-  const distribute = arrayAt(setting, 'distribute', path).map((d, i) => {
-    const p = `${path}.distribute[${i}]`;
-    const rule = objectAt(d, p);
-    const to = objectAt(rule.to ?? {}, `${p}.to`);
-    const weights: Array<[string, number]> = [];
-    let sum = 0;
-    for (const [locality, weight] of Object.entries(to)) {
-      if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 100) {
-        throw invalid(`${p}.to[${JSON.stringify(locality)}]`, 'must be a whole number from 0 to 100');
-      }
-      weights.push([locality, weight]);
-      sum += weight;
-    }
-    if (weights.length > 0 && sum !== 100) throw invalid(`${p}.to`, `weights sum to ${sum}, not 100`);
-    return { from: optionalString(rule, 'from', p) ?? '*', to: weights };
-  });
-  if (failover.length > 0 && distribute.length > 0) {
-    throw invalid(path, 'set failover or distribute, not both');
-  }
-  return {
-    enabled: optionalBoolean(setting, 'enabled', path) ?? true,
-    failover,
-    failoverPriority: stringList(setting, 'failoverPriority', path),
-    distribute,
+    locality: setting === undefined ? undefined : parseLocalityRules(setting, `${path}.localityLbSetting`),
   };
 }
 

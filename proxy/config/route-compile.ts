@@ -20,7 +20,7 @@ import {
   stringList,
   stringMap,
   type Obj,
-} from './config-read.js';
+} from '../../core/resource/config-read.js';
 import {
   RetryOn,
   type CompiledHttpRoute,

@@ -5,7 +5,7 @@
  */
 
 import { checkRe2Regex } from '../../core/resource/regex-re2.js';
-import { invalid, isObject } from './config-read.js';
+import { invalid, isObject } from '../../core/resource/config-read.js';
 
 const EXACT = 0;
 const PREFIX = 1;

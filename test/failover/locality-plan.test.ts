@@ -7,12 +7,12 @@
 
 import { describe, expect, it } from '@jest/globals';
 import {
-  localityRulesOf,
   placeMatches,
   planLocality,
   type LocalityEndpoint,
   type LocalityRules,
 } from '../../core/mesh/locality-plan.js';
+import { parseLocalityRules } from '../../core/mesh/locality-rules.js';
 
 interface Ep {
   name: string;
@@ -152,17 +152,19 @@ describe('planLocality', () => {
   });
 });
 
-describe('localityRulesOf', () => {
-  it('reads a stored setting and skips malformed entries', () => {
+describe('parseLocalityRules', () => {
+  it('reads a setting, and refuses a malformed entry naming its field (the proxy NACKs it)', () => {
     expect(
-      localityRulesOf({
-        failover: [{ from: 'zone-a', to: 'zone-b' }, { from: 'x' }, 'junk'],
-        failoverPriority: ['topology.istio.io/cluster', 3],
-        distribute: [{ from: 'zone-a', to: { 'zone-a': 60, 'zone-b': 40, bad: 'x' } }],
-      }),
+      parseLocalityRules(
+        {
+          failoverPriority: ['topology.istio.io/cluster'],
+          distribute: [{ from: 'zone-a', to: { 'zone-a': 60, 'zone-b': 40 } }],
+        },
+        'lb.localityLbSetting',
+      ),
     ).toEqual({
       enabled: true,
-      failover: [{ from: 'zone-a', to: 'zone-b' }],
+      failover: [],
       failoverPriority: ['topology.istio.io/cluster'],
       distribute: [
         {
@@ -174,7 +176,13 @@ describe('localityRulesOf', () => {
         },
       ],
     });
-    expect(localityRulesOf(undefined)).toBeUndefined();
-    expect(localityRulesOf({ enabled: false })?.enabled).toBe(false);
+    expect(parseLocalityRules({ enabled: false }, 's').enabled).toBe(false);
+    expect(() => parseLocalityRules({ failover: ['junk'] }, 's')).toThrow(/s\.failover\[0\]/);
+    expect(() => parseLocalityRules({ distribute: [{ to: { 'zone-a': 60, 'zone-b': 30 } }] }, 's')).toThrow(
+      /s\.distribute\[0\]\.to.*sum to 90/,
+    );
+    expect(() =>
+      parseLocalityRules({ failover: [{ from: 'a', to: 'b' }], distribute: [{ to: { a: 100 } }] }, 's'),
+    ).toThrow(/not both/);
   });
 });

@@ -16,10 +16,11 @@ import type { Router } from '../../core/http/router.js';
 import { sendJson } from '../../core/http/respond.js';
 import {
   localityOfLabels,
-  localityRulesOf,
   planLocality,
   type LocalityContext,
+  type LocalityRules,
 } from '../../core/mesh/locality-plan.js';
+import { parseLocalityRules } from '../../core/mesh/locality-rules.js';
 import type { EndpointConfig } from '../../core/mesh/snapshot.js';
 import { ANY_SUBSET } from '../../core/mesh/sni.js';
 import type { WorkloadEndpoint } from '../discovery/discovery.js';
@@ -161,7 +162,7 @@ export function inspectService(
     labels: callerLabels,
   };
   const setting = outbound.locality.setting;
-  const plan = planLocality(endpoints, context, outbound.locality, localityRulesOf(setting));
+  const plan = planLocality(endpoints, context, outbound.locality, rulesOf(setting));
 
   const priorityOf = new Map<EndpointConfig, number>();
   const shareOf = new Map<EndpointConfig, number>();
@@ -368,4 +369,19 @@ function zonesOf(
     });
   }
   return zones;
+}
+
+/**
+ * The rules as the proxy reads them (the same strict reader). A setting the
+ * proxy would refuse cannot come from the API, which validates it; one that
+ * reached the store another way is planned as no rules here, while the proxy
+ * NACKs it and keeps its last good config.
+ */
+function rulesOf(setting: Record<string, unknown> | undefined): LocalityRules | undefined {
+  if (setting === undefined) return undefined;
+  try {
+    return parseLocalityRules(setting, 'localityLbSetting');
+  } catch {
+    return undefined;
+  }
 }

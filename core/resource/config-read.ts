@@ -1,11 +1,12 @@
 /**
- * Guarded readers for the JSON a snapshot carries. Every reader names the
- * field path in its error (`outbound.services[2].http[0].retries.attempts`),
- * so a NACK tells the zone CP exactly what the proxy refused.
+ * Guarded readers for config JSON (a proxy's snapshot, a stored policy's
+ * fields). Every reader names the field path in its error
+ * (`outbound.services[2].http[0].retries.attempts`), so a NACK tells the zone
+ * CP exactly what the proxy refused.
  */
 
-import { invalid, isObject, type Obj } from '../../core/resource/validate-common.js';
-import { parseDuration } from '../../core/resource/duration.js';
+import { invalid, isObject, type Obj } from './validate-common.js';
+import { parseDuration } from './duration.js';
 
 export { invalid, isObject, type Obj };
 
