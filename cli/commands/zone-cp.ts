@@ -4,6 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseDuration } from '../../core/resource/duration.js';
+import { MAX_CA_WORKERS } from '../../zone-cp/ca/ca-sign-pool.js';
 import type { ZoneCpOptions } from '../../zone-cp/options.js';
 import type { VmSettings } from '../../zone-cp/vm/vm-model.js';
 import { integerIn, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
@@ -338,7 +339,7 @@ export function registerZoneCpCommand(program: Command): void {
         'worker threads that check CSRs and sign certificates; 0 signs on the main thread (default: cores - 1, at least 1)',
       )
         .env('MESHFED_CA_WORKERS')
-        .argParser(integerIn(0, 64)),
+        .argParser(integerIn(0, MAX_CA_WORKERS)),
     )
     .addOption(
       new Option('--ca-max-pending <n>', 'signing requests queued before RESOURCE_EXHAUSTED (default 1024)')

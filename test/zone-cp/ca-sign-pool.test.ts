@@ -14,7 +14,12 @@ import { createLogger } from '../../core/log.js';
 import { createRegistry } from '../../core/metrics.js';
 import { createRootCa, generateKeyPair, loadCa } from '../../core/pki/ca.js';
 import { buildCsr } from '../../core/pki/csr.js';
-import { CaSignPool, workerScriptUrl, type CaSigningMaterial } from '../../zone-cp/ca/ca-sign-pool.js';
+import {
+  CaSignPool,
+  MAX_CA_WORKERS,
+  workerScriptUrl,
+  type CaSigningMaterial,
+} from '../../zone-cp/ca/ca-sign-pool.js';
 import { waitFor } from '../common/wait.js';
 import { startTestZoneCp, type TestZoneCp } from '../common/zone-cp.js';
 
@@ -285,6 +290,8 @@ parentPort.on('message', (m) => { if (m.type === 'sign' && m.spiffeId.endsWith('
 
   it('refuses a bad size with MESHFED_ERR_CONFIG naming the setting', () => {
     expect(() => new CaSignPool({ size: -1, logger })).toThrow(/CA pool size/);
+    // The same bound as the --ca-workers flag.
+    expect(() => new CaSignPool({ size: MAX_CA_WORKERS + 1, logger })).toThrow(/from 0 to 64/);
     expect(() => new CaSignPool({ size: 1, maxPending: 0, logger, workerScript })).toThrow(/queue bound/);
   });
 });

@@ -108,6 +108,9 @@ export function workerScriptUrl(): URL | undefined {
   return undefined;
 }
 
+/** Most worker threads a pool takes (the `--ca-workers` flag's bound too). */
+export const MAX_CA_WORKERS = 64;
+
 export class CaSignPool {
   private readonly slots: Slot[] = [];
   private readonly materials = new Map<string, CaSigningMaterial>();
@@ -122,10 +125,10 @@ export class CaSignPool {
 
   constructor(private readonly options: CaSignPoolOptions) {
     const size = options.size ?? defaultCaPoolSize();
-    if (!Number.isSafeInteger(size) || size < 0 || size > 256) {
+    if (!Number.isSafeInteger(size) || size < 0 || size > MAX_CA_WORKERS) {
       throw new MeshError(
         ErrorCodes.CONFIG,
-        `CA pool size must be a whole number from 0 to 256, got ${size}`,
+        `CA pool size must be a whole number from 0 to ${MAX_CA_WORKERS}, got ${size}`,
         {
           field: 'caWorkers',
         },
