@@ -13,7 +13,14 @@
  */
 
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
-import { arrayAt, invalid, objectAt, optionalString, stringList, type Obj } from '../../core/resource/config-read.js';
+import {
+  arrayAt,
+  invalid,
+  objectAt,
+  optionalString,
+  stringList,
+  type Obj,
+} from '../../core/resource/config-read.js';
 
 /** What a rule can look at, gathered once per request (only when policies exist). */
 export interface AuthzRequest {
