@@ -38,6 +38,7 @@ const DEFAULT_METRIC_MODULES = [
   'processOpenFileDescriptors',
   'processMaxFileDescriptors',
   'eventLoopLag',
+  // prom-client skips it before Node 17 (no process.getActiveResourcesInfo); engines says ≥ 20.
   'processResources',
   'processHandles',
   'processRequests',
@@ -82,8 +83,6 @@ export function collectProcessMetrics(registry: Prom.Registry): void {
   processCpu(registry);
   const config = { eventLoopMonitoringPrecision: 10 };
   for (const name of DEFAULT_METRIC_MODULES) {
-    // processResources needs process.getActiveResourcesInfo (Node ≥ 17), as in prom-client.
-    if (name === 'processResources' && typeof process.getActiveResourcesInfo !== 'function') continue;
     (load(`prom-client/lib/metrics/${name}`) as DefaultMetric)(registry, config);
   }
 }

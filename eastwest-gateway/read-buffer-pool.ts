@@ -16,14 +16,9 @@ export class ReadBufferPool {
    * @param maxFree buffers kept for reuse; beyond this, returned ones are left to the GC.
    */
   constructor(
-    readonly bufferBytes: number,
+    private readonly bufferBytes: number,
     private readonly maxFree: number,
   ) {}
-
-  /** Buffers waiting for a connection, for tests and the admin page. */
-  get freeCount(): number {
-    return this.free.length;
-  }
 
   take(): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafeSlow(this.bufferBytes);

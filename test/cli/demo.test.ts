@@ -14,25 +14,11 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { DemoWorkloadInfo } from '../../cli/demo/demo-workloads.js';
 import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli.js';
 import { http as request } from '../common/http.js';
 import { isListening } from '../common/ports.js';
 import { waitFor } from '../common/wait.js';
-
-interface Workload {
-  name: string;
-  namespace: string;
-  zone: string;
-  service: string;
-  version: string;
-  vm: boolean;
-  app: string;
-  outbound: string;
-  admin: string;
-  metrics: string;
-  inbound: string;
-  pid: number;
-}
 
 interface Ready {
   globalApi: string;
@@ -46,7 +32,7 @@ interface Ready {
     gatewayAdmin: string;
     netns?: string;
   }>;
-  workloads: Workload[];
+  workloads: DemoWorkloadInfo[];
   startupMs: number;
 }
 
@@ -91,7 +77,7 @@ function get(url: string, proxy?: string): Promise<{ status: number; body: unkno
 }
 
 /** Who answered a call through the frontend app. */
-async function viaFrontend(frontend: Workload): Promise<{ status: number; backend?: Backend }> {
+async function viaFrontend(frontend: DemoWorkloadInfo): Promise<{ status: number; backend?: Backend }> {
   const answer = await get(`${frontend.app}/`);
   const up = (answer.body as { upstream?: { body?: unknown } }).upstream?.body;
   return typeof up === 'object' && up !== null
@@ -109,7 +95,7 @@ describe('meshfed demo (npm start)', () => {
   let ready: Ready;
   let readyFile: string;
   let admin: string;
-  const workload = (pred: (w: Workload) => boolean): Workload => {
+  const workload = (pred: (w: DemoWorkloadInfo) => boolean): DemoWorkloadInfo => {
     const found = ready.workloads.find(pred);
     if (found === undefined) throw new Error(`no such workload in ${JSON.stringify(ready.workloads)}`);
     return found;

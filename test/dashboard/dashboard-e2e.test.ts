@@ -6,6 +6,7 @@
  */
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { MdsClient } from '../../core/mds/mds-client.js';
 import { http, openSse } from '../common/http.js';
 import { waitFor } from '../common/wait.js';
 import { EDGE_ID, NS, faultYaml, startDashboardMesh, type DashboardMesh } from './dashboard-mesh.js';
@@ -19,6 +20,30 @@ beforeAll(async () => {
 afterAll(async () => {
   await mesh?.close();
 });
+
+/** An MDS stream of zone-a authenticated as the frontend sidecar, connected: reports go on it. */
+async function frontendReporter(proxyId: string): Promise<MdsClient> {
+  const token = await mesh.zoneA.issueProxyToken({
+    workload: 'frontend',
+    namespace: NS,
+    serviceAccount: 'frontend',
+  });
+  const client = new MdsClient({
+    address: mesh.zoneA.cp.grpcAddress,
+    caPem: mesh.zoneA.cp.caPem,
+    credential: () => ({ token }),
+    hello: { proxyId, kind: 'sidecar', workload: 'frontend', namespace: NS },
+    onSnapshot: () => undefined,
+  });
+  client.start();
+  try {
+    await waitFor(() => client.connected || undefined, { what: 'the MDS stream up' });
+  } catch (err) {
+    client.close();
+    throw err;
+  }
+  return client;
+}
 
 describe('dashboard state', () => {
   it('refuses requests without a valid token, and serves the page to browsers', async () => {
@@ -157,25 +182,11 @@ describe('dashboard state', () => {
   });
 
   it('takes a report’s calling side from the proxy’s authenticated session and zone, not from the report', async () => {
-    const { MdsClient } = await import('../../core/mds/mds-client.js');
     const { emptyCodes, encodeTelemetry, TELEMETRY_FORMAT_VERSION } =
       await import('../../core/telemetry/telemetry-report.js');
     const { emptyLatency } = await import('../../core/telemetry/telemetry-histogram.js');
-    const token = await mesh.zoneA.issueProxyToken({
-      workload: 'frontend',
-      namespace: NS,
-      serviceAccount: 'frontend',
-    });
-    const client = new MdsClient({
-      address: mesh.zoneA.cp.grpcAddress,
-      caPem: mesh.zoneA.cp.caPem,
-      credential: () => ({ token }),
-      hello: { proxyId: 'spoofing-reporter', kind: 'sidecar', workload: 'frontend', namespace: NS },
-      onSnapshot: () => undefined,
-    });
-    client.start();
+    const client = await frontendReporter('spoofing-reporter');
     try {
-      await waitFor(() => client.connected || undefined, { what: 'the MDS stream up' });
       // A sidecar of zone-a claims its requests came from another namespace in another zone.
       const report = encodeTelemetry({
         version: TELEMETRY_FORMAT_VERSION,
@@ -207,22 +218,8 @@ describe('dashboard state', () => {
   });
 
   it('counts a malformed proxy report as invalid and keeps the proxy connected', async () => {
-    const { MdsClient } = await import('../../core/mds/mds-client.js');
-    const token = await mesh.zoneA.issueProxyToken({
-      workload: 'frontend',
-      namespace: NS,
-      serviceAccount: 'frontend',
-    });
-    const client = new MdsClient({
-      address: mesh.zoneA.cp.grpcAddress,
-      caPem: mesh.zoneA.cp.caPem,
-      credential: () => ({ token }),
-      hello: { proxyId: 'garbage-reporter', kind: 'sidecar', workload: 'frontend', namespace: NS },
-      onSnapshot: () => undefined,
-    });
-    client.start();
+    const client = await frontendReporter('garbage-reporter');
     try {
-      await waitFor(() => client.connected || undefined, { what: 'the MDS stream up' });
       expect(client.sendReport(Buffer.from('{"version":1,"intervalMs":-5,"edges":[]}'))).toBe(true);
       expect(client.sendReport(Buffer.from('not json'))).toBe(true);
       const metrics = await waitFor(
