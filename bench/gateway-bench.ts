@@ -22,6 +22,14 @@
  * process), unpinned, so the CPU a middlebox burns is CPU the client and
  * backend lose: the rate ratio reflects efficiency, not just latency.
  *
+ * The end-to-end samples carry the client's and the backend's own jitter
+ * (the noise floor shows how much). So, when tcpdump is installed, a third
+ * sampling (resumed, gateway and HAProxy round-robin) runs under a loopback
+ * capture and reads the time each middlebox itself adds from kernel packet
+ * timestamps (support/pcap-transit.ts): "inPath". For that capture HAProxy
+ * fronts its own backend process, identical to the gateway's, so that the
+ * two middleboxes' upstream flows can be told apart.
+ *
  * Prints one JSON line last. Run: npm run bench:gateway
  * Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_TTFB_SAMPLES (2000).
  */
@@ -35,6 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
 import { freePort } from '../test/common/redis-server.js';
 import { median, percentile, round, rssMiB } from './support/load.js';
+import { middleboxTransit } from './support/pcap-transit.js';
 
 const HERE = resolve(fileURLToPath(import.meta.url), '..');
 const CLI = resolve(HERE, '../cli/main.js');
@@ -177,6 +186,37 @@ function haproxyAvailable(): boolean {
   return spawnSync('haproxy', ['-v']).status === 0;
 }
 
+function tcpdumpAvailable(): boolean {
+  return spawnSync('tcpdump', ['--version']).status === 0;
+}
+
+/** A loopback capture of the given TCP ports, headers only, nanosecond timestamps; resolves once it captures. */
+async function startCapture(file: string, ports: number[]): Promise<Proc> {
+  const filter = ports.map((p) => `tcp port ${p}`).join(' or ');
+  const child = spawn(
+    'tcpdump',
+    ['-i', 'lo', '-s', '128', '-B', '32768', '--time-stamp-precision=nano', '-w', file, filter],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  await new Promise<void>((done, fail) => {
+    let err = '';
+    child.stderr?.on('data', (c: Buffer) => {
+      err += c.toString();
+      if (err.includes('listening on')) done();
+    });
+    child.once('exit', (code) => fail(new Error(`tcpdump exited ${code}: ${err.trim()}`)));
+  });
+  const proc = track(child);
+  return {
+    ...proc,
+    // SIGINT makes tcpdump flush its buffer and write the file out.
+    stop: async () => {
+      child.kill('SIGINT');
+      await proc.stop();
+    },
+  };
+}
+
 async function startHaproxy(files: Files, backendPort: number): Promise<Proc & { port: number }> {
   const port = await freePort();
   const config = join(files.dir, 'haproxy.cfg');
@@ -267,8 +307,13 @@ async function main(): Promise<void> {
       { name: 'direct', port: backend.port },
       { name: 'gateway', port: gateway.port, pid: gateway.pid },
     ];
+    // HAProxy's backend: a second process, identical to the gateway's (see the header).
+    let haproxyBackendPort = 0;
     if (haproxyAvailable()) {
-      const haproxy = await startHaproxy(files, backend.port);
+      const haproxyBackend = await startBackend(files);
+      procs.push(haproxyBackend);
+      haproxyBackendPort = haproxyBackend.port;
+      const haproxy = await startHaproxy(files, haproxyBackendPort);
       procs.push(haproxy);
       targets.push({ name: 'haproxy', port: haproxy.port, pid: haproxy.pid });
     } else {
@@ -314,6 +359,19 @@ async function main(): Promise<void> {
     const ttfbTargets: Target[] = [...targets, { name: 'direct-again', port: backend.port }];
     const full = await sampleTtfb(ttfbTargets, false, files);
     const resumed = await sampleTtfb(ttfbTargets, true, files);
+    const haproxyTarget = targets.find((t) => t.name === 'haproxy');
+    let inPath: Record<string, unknown> | undefined;
+    if (haproxyTarget === undefined || !tcpdumpAvailable()) {
+      process.stderr.write('tcpdump or haproxy is not installed: no in-path figures.\n');
+    } else {
+      inPath = await sampleInPath(
+        [
+          { target: { name: 'gateway', port: gateway.port }, backendPort: backend.port },
+          { target: haproxyTarget, backendPort: haproxyBackendPort },
+        ],
+        files,
+      );
+    }
     const result: Record<string, unknown> = {
       bench: 'gateway',
       rounds: ROUNDS,
@@ -341,11 +399,16 @@ async function main(): Promise<void> {
       addedTtfbP99Ms: ttfbFigures(full, 'direct-again', '').addedTtfbP99Ms,
       addedTtfbResumedP99Ms: ttfbFigures(resumed, 'direct-again', 'Resumed').addedTtfbResumedP99Ms,
     };
+    if (inPath !== undefined) result.inPath = inPath;
     const gw = result.gateway as Record<string, number>;
     const hp = result.haproxy as Record<string, number> | undefined;
     if (hp !== undefined) {
       const ratio = (key: string): number => round(Number(gw[key]) / Number(hp[key]), 2);
       result.ratios = { connectionRate: ratio('connectionsPerSecond'), bulkThroughput: ratio('bulkMBps') };
+      if (inPath !== undefined) {
+        const p99 = (name: string): number => Number((inPath[name] as Record<string, number>).addedP99Ms);
+        (result.ratios as Record<string, number>).inPathAddedP99 = round(p99('gateway') / p99('haproxy'), 2);
+      }
       result.targets = {
         connectionRateAtLeast: 0.5,
         bulkThroughputAtLeast: 0.8,
@@ -361,6 +424,48 @@ async function main(): Promise<void> {
 }
 
 type Samples = Record<string, number[]>;
+
+interface CapturedPath {
+  target: Target;
+  /** The backend behind this middlebox, only its traffic on that port. */
+  backendPort: number;
+}
+
+/**
+ * Resumed samples through each middlebox under a loopback capture; from the
+ * capture, the time each middlebox adds per connection (pcap-transit.ts).
+ */
+async function sampleInPath(paths: CapturedPath[], files: Files): Promise<Record<string, unknown>> {
+  const pcap = join(files.dir, 'in-path.pcap');
+  const capture = await startCapture(
+    pcap,
+    paths.flatMap((p) => [p.target.port, p.backendPort]),
+  );
+  try {
+    await runClient(
+      { mode: 'ttfb', targets: paths.map((p) => p.target), samples: TTFB_SAMPLES, resume: true },
+      files,
+    );
+  } finally {
+    await capture.stop();
+  }
+  const figures: Record<string, unknown> = {};
+  for (const { target, backendPort } of paths) {
+    const transit = middleboxTransit(pcap, target.port, backendPort);
+    const sorted = (values: number[]): number[] => [...values].sort((a, b) => a - b);
+    const all = sorted(transit.perConnection);
+    figures[target.name] = {
+      connections: all.length,
+      addedP50Ms: round(percentile(all, 50), 3),
+      addedP90Ms: round(percentile(all, 90), 3),
+      addedP99Ms: round(percentile(all, 99), 3),
+      // hello (with the upstream connect), server flight, client flight, response
+      crossingP50Ms: transit.perCrossing.map((c) => round(percentile(sorted(c), 50), 3)),
+      crossingP99Ms: transit.perCrossing.map((c) => round(percentile(sorted(c), 99), 3)),
+    };
+  }
+  return figures;
+}
 
 /** Sequential time-to-first-byte samples per target, sorted ascending. */
 async function sampleTtfb(targets: Target[], resume: boolean, files: Files): Promise<Samples> {
@@ -405,6 +510,10 @@ function printTable(result: Record<string, unknown>, targets: Target[]): void {
       '|---|---|---|---|---|---|---|---|',
       ...rows,
       `noise floor (direct vs direct): added p99 ${noise.addedTtfbP99Ms} ms, resumed ${noise.addedTtfbResumedP99Ms} ms`,
+      ...Object.entries((result.inPath ?? {}) as Record<string, Record<string, number>>).map(
+        ([name, f]) =>
+          `in path (packet capture), ${name}: added p50 ${f.addedP50Ms} / p90 ${f.addedP90Ms} / p99 ${f.addedP99Ms} ms over ${f.connections} connections`,
+      ),
       '',
     ].join('\n'),
   );

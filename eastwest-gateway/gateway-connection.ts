@@ -2,8 +2,9 @@
  * One client connection through the gateway:
  *
  *   hello      read chunks until the ClientHello is complete (read timeout)
- *   connecting route on the SNI, connect to a local endpoint (retry another
- *              on failure: the client has received nothing yet, so it is safe)
+ *   connecting route on the SNI, connect to a local endpoint or take its spare
+ *              connection (retry another on failure: the client has received
+ *              nothing yet, so it is safe)
  *   piping     write the buffered hello, then pipe both ways with
  *              backpressure, half-close and an idle timeout
  *   closed
@@ -12,15 +13,17 @@
  * forwards are exactly the bytes it received.
  */
 
-import net from 'node:net';
+import type net from 'node:net';
 import type { Logger } from '../core/log.js';
 import { ejectEndpoint, endpointConnected, type EndpointState } from './endpoint-state.js';
 import type { GatewayMetrics, RefusalReason } from './gateway-metrics.js';
 import type { ResolvedLimits } from './gateway-options.js';
 import { classifyMiss, type GatewayTable, type Route } from './gateway-table.js';
 import { pickLeastEjected } from './lb.js';
+import type { PreconnectPool } from './preconnect-pool.js';
 import type { ReadBufferPool } from './read-buffer-pool.js';
 import { ClientHelloReader } from './sni-parse.js';
+import { UpstreamLink } from './upstream-link.js';
 
 /** What a connection needs from the gateway that owns it. */
 export interface ConnectionHost {
@@ -29,6 +32,8 @@ export interface ConnectionHost {
   readonly logger: Logger;
   /** Where the upstream sockets' read buffers come from and go back to. */
   readonly readBuffers: ReadBufferPool;
+  /** Spare upstream connections, taken instead of connecting and refilled after use. */
+  readonly preconnect: PreconnectPool;
   /** The table in force when the hello completes (a snapshot may land meanwhile). */
   currentTable(): GatewayTable | undefined;
   /** Called exactly once, when the client socket has closed. */
@@ -36,9 +41,6 @@ export interface ConnectionHost {
 }
 
 type Phase = 'hello' | 'connecting' | 'piping' | 'closed';
-
-/** TCP keep-alive probes find a peer that vanished (a zone's NAT dropped the flow) on long idle connections. */
-const KEEPALIVE_DELAY_MS = 60_000;
 
 export class GatewayConnection {
   readonly client: net.Socket;
@@ -48,22 +50,19 @@ export class GatewayConnection {
   private reader: ClientHelloReader | undefined;
   private route: Route | undefined;
   private endpoint: EndpointState | undefined;
+  private link: UpstreamLink | undefined;
+  /** The link's socket, while there is a link. */
   private upstream: net.Socket | undefined;
+  /** The link was a spare: if it fails before the endpoint answers, connect afresh instead of failing. */
+  private onSpare = false;
   private readonly tried: EndpointState[] = [];
   private countedIn = 0;
-  /** The ClientHello as one buffer, joined once and resent on a connect retry. */
+  /**
+   * The ClientHello as one buffer, joined once and resent on a retry; kept
+   * until the endpoint answers, since a spare can fail after it was written.
+   */
   private hello: Buffer | undefined;
   private countedOut = 0;
-  /**
-   * The buffer the upstream socket reads into, reused for as long as every
-   * relayed write completes synchronously (the common case: the client's
-   * kernel send buffer has room). A write left pending keeps a reference to
-   * it, so the next read gets a fresh one and this one is left to the GC.
-   */
-  private readBuffer: Buffer | undefined;
-  /** Set once the upstream that owns readBuffer has closed (no read can land in it any more). */
-  private upstreamClosed = false;
-  private clientClosed = false;
 
   constructor(
     private readonly host: ConnectionHost,
@@ -177,32 +176,48 @@ export class GatewayConnection {
     this.tried.push(endpoint);
     endpoint.active++;
     this.endpoint = endpoint;
-    this.upstreamClosed = false;
-    const upstream = net.connect({
-      host: endpoint.address,
-      port: endpoint.port,
-      allowHalfOpen: true,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: KEEPALIVE_DELAY_MS,
-      // Reads land in a reused buffer and go straight to the client, without a
-      // Buffer allocation and a Readable push/emit per chunk. Node offers this
-      // only on sockets it constructs for us, so the client side (accepted by
-      // the server) stays on the stream path.
-      onread: { buffer: this.nextReadBuffer, callback: this.onUpstreamRead },
-    });
+    const spare = this.host.preconnect.take(endpoint);
+    if (spare !== undefined) {
+      this.useLink(spare, true);
+      return;
+    }
+    this.useLink(new UpstreamLink(endpoint, this.host.readBuffers), false);
+  }
+
+  private useLink(link: UpstreamLink, spare: boolean): void {
+    this.link = link;
+    this.onSpare = spare;
+    link.attach(this.client, this.onFirstUpstreamByte);
+    const upstream = link.socket;
     this.upstream = upstream;
-    upstream.setTimeout(this.host.limits.connectTimeoutMs);
-    // Queue the hello now: libuv sends it the moment the connect completes,
-    // one event-loop turn before 'connect' would run. Nothing has reached the
-    // endpoint if the connect fails, so the next attempt sends it again.
+    // On a connecting socket the hello is queued and written the moment the connect
+    // completes, before 'connect' reaches us. Nothing has reached the endpoint if the
+    // connect fails, so the next attempt sends it again.
     const hello = this.helloBytes();
     if (hello.length > 0) upstream.write(hello);
-    upstream.once('connect', this.onUpstreamConnect);
-    upstream.on('timeout', this.onUpstreamTimeout);
     upstream.on('error', this.onUpstreamError);
     upstream.on('close', this.onUpstreamClose);
+    if (spare) {
+      this.onUpstreamConnect();
+      return;
+    }
+    upstream.setTimeout(this.host.limits.connectTimeoutMs);
+    upstream.once('connect', this.onUpstreamConnect);
+    upstream.on('timeout', this.onUpstreamTimeout);
   }
+
+  /**
+   * The endpoint has answered: the connection stays on this link for good, and
+   * the next connection routed here should find a spare waiting. Opening it
+   * now, with the endpoint's answer already on its way to the client, keeps
+   * that work off this connection's handshake: the client is busy with the
+   * answer for a while.
+   */
+  private readonly onFirstUpstreamByte = (): void => {
+    this.hello = undefined;
+    this.onSpare = false;
+    if (this.endpoint !== undefined) this.host.preconnect.refill(this.endpoint);
+  };
 
   private readonly onUpstreamConnect = (): void => {
     const upstream = this.upstream;
@@ -217,12 +232,11 @@ export class GatewayConnection {
       return;
     }
     endpointConnected(endpoint);
-    upstream.setTimeout(0);
+    if (!this.onSpare) upstream.setTimeout(0);
     this.phase = 'piping';
     route.stats.forwarded++;
     route.stats.active++;
     this.reader = undefined;
-    this.hello = undefined;
     // The client stays paused (since its hello) until the upstream can take more.
     const flowing = !upstream.writableNeedDrain;
     // The relay: backpressure both ways (stop reading a side while the other's
@@ -245,31 +259,6 @@ export class GatewayConnection {
     if (this.upstream?.write(chunk) === false) this.client.pause();
   };
 
-  /** Returning false stops reading the upstream until the client drains. */
-  private readonly onUpstreamRead = (bytes: number, buffer: Uint8Array): boolean => {
-    const client = this.client;
-    const flowing = client.write(buffer.subarray(0, bytes));
-    // Nothing left queued means the kernel took the bytes: the buffer is free again.
-    if (client.writableLength > 0) this.readBuffer = undefined;
-    return flowing;
-  };
-
-  private readonly nextReadBuffer = (): Buffer => {
-    if (this.readBuffer === undefined) this.readBuffer = this.host.readBuffers.take();
-    return this.readBuffer;
-  };
-
-  /**
-   * Once both sockets have closed nothing reads into the buffer any more, and
-   * writes it held were either done or cancelled with the client socket.
-   */
-  private releaseReadBuffer(): void {
-    if (!this.clientClosed || (this.upstream !== undefined && !this.upstreamClosed)) return;
-    if (this.readBuffer === undefined) return;
-    this.host.readBuffers.give(this.readBuffer);
-    this.readBuffer = undefined;
-  }
-
   private readonly onUpstreamDrain = (): void => {
     this.client.resume();
   };
@@ -283,6 +272,7 @@ export class GatewayConnection {
   };
 
   private readonly onUpstreamEnd = (): void => {
+    if (this.spareFailed(new Error('the endpoint closed the spare connection'))) return;
     this.client.end();
   };
 
@@ -295,28 +285,73 @@ export class GatewayConnection {
       this.connectFailed(err);
       return;
     }
+    if (this.spareFailed(err)) return;
     this.host.logger.debug('upstream error', { err, endpoint: this.endpoint?.key });
     this.client.destroy();
   };
 
   private readonly onUpstreamClose = (hadError: boolean): void => {
-    this.upstreamClosed = true;
     // A clean close means both directions ended and the client is finishing its
     // writes; cutting it now would drop bytes still buffered for it.
     if (this.phase === 'piping' && hadError) this.client.destroy();
-    this.releaseReadBuffer();
   };
 
-  private connectFailed(err: Error): void {
+  /**
+   * A spare that dies before the endpoint has answered (the endpoint closed it
+   * as the hello went out) has cost the client nothing: as long as the client
+   * has sent nothing past its hello, connect to the same endpoint afresh.
+   */
+  private spareFailed(err: Error): boolean {
+    const link = this.link;
+    const hello = this.hello;
+    if (!this.onSpare || link === undefined || hello === undefined || link.received) return false;
+    if (this.client.bytesRead !== hello.length || this.client.readableEnded) return false;
+    const endpoint = link.endpoint;
+    this.host.logger.debug('spare upstream connection failed before use; connecting afresh', {
+      err,
+      endpoint: endpoint.key,
+    });
+    this.dropLink();
+    this.client.pause();
+    this.client.off('data', this.onClientData);
+    this.client.off('end', this.onClientEnd);
+    this.client.off('drain', this.onClientDrain);
+    if (this.route !== undefined) {
+      this.route.stats.active--;
+      this.route.stats.forwarded--;
+    }
+    this.phase = 'connecting';
+    this.useLink(new UpstreamLink(endpoint, this.host.readBuffers), false);
+    return true;
+  }
+
+  /** Detach from the current link and close it; its buffer goes back once it has closed. */
+  private dropLink(): UpstreamLink | undefined {
+    const link = this.link;
     const upstream = this.upstream;
-    const endpoint = this.endpoint;
-    const route = this.route;
+    this.link = undefined;
     this.upstream = undefined;
-    this.endpoint = undefined;
+    this.onSpare = false;
     if (upstream !== undefined) {
       upstream.off('close', this.onUpstreamClose);
+      upstream.off('error', this.onUpstreamError);
+      upstream.off('timeout', this.onUpstreamTimeout);
+      upstream.off('connect', this.onUpstreamConnect);
+      upstream.off('end', this.onUpstreamEnd);
+      upstream.off('drain', this.onUpstreamDrain);
+      // A late error from the socket being cut is not ours to handle any more.
+      upstream.on('error', noop);
       upstream.destroy();
     }
+    link?.release();
+    return link;
+  }
+
+  private connectFailed(err: Error): void {
+    const endpoint = this.endpoint;
+    const route = this.route;
+    this.dropLink();
+    this.endpoint = undefined;
     if (endpoint === undefined || route === undefined) return;
     endpoint.active--;
     route.stats.connectFailures++;
@@ -366,8 +401,8 @@ export class GatewayConnection {
       this.endpoint = undefined;
     }
     this.reader = undefined;
-    this.clientClosed = true;
-    this.releaseReadBuffer();
+    this.hello = undefined;
+    this.link?.release();
     this.host.connectionClosed(this);
   };
 
@@ -380,3 +415,5 @@ export class GatewayConnection {
     this.client.destroy();
   }
 }
+
+function noop(): void {}

@@ -56,6 +56,10 @@ export class GatewayMetrics {
   routes = 0;
   snapshotsApplied = 0;
   snapshotsRejected = 0;
+  /** Spare upstream connections (preconnect-pool.ts) by what became of them. */
+  preconnectsUsed = 0;
+  preconnectsExpired = 0;
+  preconnectsLost = 0;
   private readonly refused = new Map<RefusalReason, number>(REFUSAL_REASONS.map((r) => [r, 0]));
   private readonly services = new Map<string, ServiceStats>();
 
@@ -141,6 +145,18 @@ export class GatewayMetrics {
       collect: () => {
         ejectionsMetric.reset();
         ejectionsMetric.inc(this.ejections);
+      },
+    });
+    const preconnectsMetric: Counter<'outcome'> = new Counter({
+      name: 'meshfed_gateway_upstream_preconnects_total',
+      help: 'Spare upstream connections opened ahead of demand, by outcome: used (carried a connection), expired (closed unused), lost (failed or closed by the endpoint before use).',
+      labelNames: ['outcome'],
+      registers,
+      collect: () => {
+        preconnectsMetric.reset();
+        preconnectsMetric.inc({ outcome: 'used' }, this.preconnectsUsed);
+        preconnectsMetric.inc({ outcome: 'expired' }, this.preconnectsExpired);
+        preconnectsMetric.inc({ outcome: 'lost' }, this.preconnectsLost);
       },
     });
     const snapshotsMetric: Counter<'result'> = new Counter({

@@ -32,6 +32,13 @@ export interface GatewayLimits {
   baseEjectionMs?: number;
   /** Longest one ejection lasts. Default 60000 ms. */
   maxEjectionMs?: number;
+  /**
+   * How long a spare upstream connection, opened ahead of demand to an endpoint
+   * that is taking connections, waits for one before it is closed; 0 turns
+   * preconnecting off. Keep it below the endpoints' TLS handshake timeout
+   * (the sidecar's is 10 s). Default 5000 ms.
+   */
+  preconnectIdleMs?: number;
 }
 
 /** How the gateway gets its table from the zone control plane over MDS. */
@@ -78,6 +85,7 @@ export interface ResolvedLimits {
   drainTimeoutMs: number;
   baseEjectionMs: number;
   maxEjectionMs: number;
+  preconnectIdleMs: number;
 }
 
 const DEFAULT_LIMITS: ResolvedLimits = {
@@ -91,6 +99,7 @@ const DEFAULT_LIMITS: ResolvedLimits = {
   drainTimeoutMs: 25_000,
   baseEjectionMs: 1000,
   maxEjectionMs: 60_000,
+  preconnectIdleMs: 5000,
 };
 
 /** Bounds per limit: [min, max]. Timers above 2^31-1 ms would fire at once in Node. */
@@ -105,6 +114,7 @@ const LIMIT_BOUNDS: Record<keyof ResolvedLimits, [number, number]> = {
   drainTimeoutMs: [0, 2_147_483_647],
   baseEjectionMs: [1, 3_600_000],
   maxEjectionMs: [1, 86_400_000],
+  preconnectIdleMs: [0, 600_000],
 };
 
 /** Fills defaults and checks every limit up front with a message naming it. */

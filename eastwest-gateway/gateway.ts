@@ -16,6 +16,7 @@ import { compileGatewayTable, validateGatewaySnapshot, type GatewayTable } from 
 import { createLoadBalancer } from './lb.js';
 import { LEAST_CONN } from './lb-least-conn.js';
 import { ROUND_ROBIN } from './lb-round-robin.js';
+import { PreconnectPool } from './preconnect-pool.js';
 import { ReadBufferPool } from './read-buffer-pool.js';
 
 /** Policies registered by importing their modules; named here so the imports are not side-effect only. */
@@ -37,6 +38,7 @@ export class Gateway implements ConnectionHost {
   readonly limits: ResolvedLimits;
   readonly metrics: GatewayMetrics;
   readonly readBuffers = new ReadBufferPool(RELAY_READ_BYTES, RELAY_READ_BUFFERS_KEPT);
+  readonly preconnect: PreconnectPool;
   readonly logger: Logger;
   private readonly lbPolicy: string;
   private readonly pool = new EndpointPool();
@@ -55,6 +57,7 @@ export class Gateway implements ConnectionHost {
     createLoadBalancer(this.lbPolicy); // fail on an unknown policy name now, not per snapshot
     this.logger = options.logger ?? createLogger('eastwest-gateway');
     this.metrics = new GatewayMetrics(() => this.connections, options.processMetrics ?? true);
+    this.preconnect = new PreconnectPool(this.limits.preconnectIdleMs, this.readBuffers, this.metrics);
     this.server = net.createServer(
       { allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 },
       (socket) => this.accept(socket),
@@ -106,6 +109,7 @@ export class Gateway implements ConnectionHost {
       (service) => this.metrics.service(service),
     );
     this.table = table;
+    this.preconnect.retainOnly(new Set([...table.routes.values()].flatMap((route) => route.endpoints)));
     this.metrics.snapshotsApplied++;
     this.metrics.routes = table.routes.size;
     this.logger.info('routing table applied', {
@@ -199,6 +203,7 @@ export class Gateway implements ConnectionHost {
   close(): Promise<void> {
     if (this.closing !== undefined) return this.closing;
     this.draining = true;
+    this.preconnect.close();
     this.closing = (async () => {
       const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
       if (this.connections.size > 0) {
@@ -230,6 +235,7 @@ export class Gateway implements ConnectionHost {
   /** Cut every connection now and stop listening. Idempotent. */
   destroy(): void {
     this.draining = true;
+    this.preconnect.close();
     for (const connection of this.connections) connection.destroy();
     if (this.server.listening) this.server.close();
     this.onDrained?.();

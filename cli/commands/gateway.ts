@@ -35,6 +35,7 @@ interface GatewayFlags {
   maxHelloBytes?: number;
   ejectionBase?: number;
   ejectionMax?: number;
+  preconnectIdle?: number;
 }
 
 function parseMs(value: string): number {
@@ -125,6 +126,7 @@ export function gatewayOptionsFrom(flags: GatewayFlags): GatewayOptions {
   if (flags.maxHelloBytes !== undefined) limits.maxHelloBytes = flags.maxHelloBytes;
   if (flags.ejectionBase !== undefined) limits.baseEjectionMs = flags.ejectionBase;
   if (flags.ejectionMax !== undefined) limits.maxEjectionMs = flags.ejectionMax;
+  if (flags.preconnectIdle !== undefined) limits.preconnectIdleMs = flags.preconnectIdle;
   options.limits = limits;
   return options;
 }
@@ -265,6 +267,13 @@ export function registerGatewayCommand(program: Command): void {
         '--ejection-max <duration>',
         'longest ejection (default 60s)',
         'MESHFED_GATEWAY_EJECTION_MAX',
+      ).argParser(parseMs),
+    )
+    .addOption(
+      opt(
+        '--preconnect-idle <duration>',
+        'how long a spare connection opened ahead of demand to a busy endpoint waits for a client; 0 turns preconnecting off (default 5s)',
+        'MESHFED_GATEWAY_PRECONNECT_IDLE',
       ).argParser(parseMs),
     )
     .action(async (flags: GatewayFlags) => {

@@ -67,6 +67,10 @@ function reviews(
   };
 }
 
+/**
+ * A gateway on port 0. Spare upstream connections are off unless a test turns
+ * them on: most tests here count the connections each upstream accepted.
+ */
 async function gatewayWith(options: GatewayOptions): Promise<GatewayHandle> {
   const gateway = await startGateway({
     host: '127.0.0.1',
@@ -74,6 +78,7 @@ async function gatewayWith(options: GatewayOptions): Promise<GatewayHandle> {
     adminPort: 0,
     processMetrics: false,
     ...options,
+    limits: { preconnectIdleMs: 0, ...options.limits },
   });
   cleanups.push(() => gateway.destroy());
   return gateway;
@@ -547,6 +552,99 @@ describe('snapshots and readiness', () => {
     early.socket.end();
     await early.closed;
     expect(oldEndpoint.accepted.length).toBe(1);
+  });
+});
+
+describe('spare upstream connections (preconnect)', () => {
+  const PRECONNECT = 'meshfed_gateway_upstream_preconnects_total';
+  const isClosed = (c: RecordedConnection): boolean => c.socket.destroyed || c.socket.closed;
+
+  /** Upstream connection #n answers its client: the gateway opens the endpoint's spare once it has. */
+  async function answer(recorder: RecorderServer, n: number, client: Client): Promise<void> {
+    (await acceptedBy(recorder, n)).socket.write('hi');
+    await waitFor(() => client.received().toString() === 'hi', { what: `the answer on connection #${n}` });
+  }
+
+  /** One endpoint, a first client it answered, and the spare that answer opened (upstream #2). */
+  async function withSpare(preconnectIdleMs: number): Promise<{
+    recorder: RecorderServer;
+    gateway: GatewayHandle;
+    first: Client;
+    spare: RecordedConnection;
+  }> {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]), limits: { preconnectIdleMs } });
+    const first = await connect(gateway.port);
+    await answer(recorder, 1, first);
+    return { recorder, gateway, first, spare: await acceptedBy(recorder, 2) };
+  }
+
+  /** `upstream` got the client's hello byte for byte, and what it answers reaches the client. */
+  async function carries(upstream: RecordedConnection, client: Client): Promise<void> {
+    await waitFor(() => upstream.received().length === HELLO.length, { what: 'the hello upstream' });
+    expect(upstream.received()).toEqual(HELLO);
+    upstream.socket.write('answer');
+    await waitFor(() => client.received().toString() === 'answer', { what: 'the answer at the client' });
+  }
+
+  test('after a connection is answered, the endpoint holds a spare that carries the next client’s hello', async () => {
+    const { recorder, gateway, spare } = await withSpare(10_000);
+    // The spare was accepted before the second client existed, and has carried nothing.
+    expect(spare.received().length).toBe(0);
+    const second = await connect(gateway.port);
+    await carries(spare, second);
+    // The spare's answer opened the next one.
+    await acceptedBy(recorder, 3);
+    expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'used' })).toBe(1);
+  });
+
+  test('a spare nobody uses within the idle time is closed, and no other replaces it', async () => {
+    const { recorder, gateway, spare } = await withSpare(100);
+    await waitFor(() => isClosed(spare), { what: 'the idle spare to be closed' });
+    expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'expired' })).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(recorder.accepted.length).toBe(2);
+  });
+
+  test('a spare the endpoint closed is not used: the next client gets a connection of its own', async () => {
+    const { recorder, gateway, spare } = await withSpare(10_000);
+    spare.socket.destroy();
+    await waitFor(async () => (await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'lost' })) === 1, {
+      what: 'the spare counted lost',
+    });
+    const second = await connect(gateway.port);
+    await carries(await acceptedBy(recorder, 3), second);
+  });
+
+  test('a spare reset as the hello reaches it: the client is carried on a fresh connection, unaware', async () => {
+    const { recorder, gateway, spare } = await withSpare(10_000);
+    spare.socket.once('data', () => spare.socket.resetAndDestroy());
+    const second = await connect(gateway.port);
+    await carries(await acceptedBy(recorder, 3), second);
+    expect(second.isClosed()).toBe(false);
+  });
+
+  test('spares of an endpoint the table drops are closed, and draining closes the rest', async () => {
+    const dropped = track(await startRecorder());
+    const kept = track(await startRecorder());
+    const gateway = await gatewayWith({
+      snapshot: reviews([dropped.port, kept.port]),
+      limits: { preconnectIdleMs: 10_000 },
+    });
+    // Least connections sends the second client to the other endpoint: each gets a spare.
+    const a = await connect(gateway.port);
+    await answer(dropped, 1, a);
+    const b = await connect(gateway.port);
+    await answer(kept, 1, b);
+    const droppedSpare = await acceptedBy(dropped, 2);
+    const keptSpare = await acceptedBy(kept, 2);
+    gateway.applySnapshot(reviews([kept.port]), 'v2');
+    await waitFor(() => isClosed(droppedSpare), { what: 'the dropped endpoint’s spare to close' });
+    expect(isClosed(keptSpare)).toBe(false);
+    a.socket.end();
+    b.socket.end();
+    await gateway.close();
+    await waitFor(() => isClosed(keptSpare), { what: 'the spare to close on drain' });
   });
 });
 

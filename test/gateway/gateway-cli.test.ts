@@ -123,7 +123,8 @@ describe('meshfed gateway: running', () => {
     const received: Buffer[] = [];
     client.on('data', (c: Buffer) => received.push(c));
     client.write(HELLO);
-    await waitFor(() => recorder.accepted.length === 1, { what: 'the upstream connection' });
+    // A second connection may follow: the spare the gateway opens for the next client.
+    await waitFor(() => recorder.accepted.length >= 1, { what: 'the upstream connection' });
 
     cli.child.kill('SIGTERM');
     await waitFor(
