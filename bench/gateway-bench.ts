@@ -198,10 +198,10 @@ async function startCapture(file: string, ports: number[]): Promise<Proc> {
     ['-i', 'lo', '-s', '128', '-B', '32768', '--time-stamp-precision=nano', '-w', file, filter],
     { stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  let err = '';
+  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
   await new Promise<void>((done, fail) => {
-    let err = '';
-    child.stderr?.on('data', (c: Buffer) => {
-      err += c.toString();
+    child.stderr?.on('data', () => {
       if (err.includes('listening on')) done();
     });
     child.once('exit', (code) => fail(new Error(`tcpdump exited ${code}: ${err.trim()}`)));
@@ -209,10 +209,13 @@ async function startCapture(file: string, ports: number[]): Promise<Proc> {
   const proc = track(child);
   return {
     ...proc,
-    // SIGINT makes tcpdump flush its buffer and write the file out.
+    // SIGINT makes tcpdump flush its buffer, write the file out and print its counts.
     stop: async () => {
       child.kill('SIGINT');
       await proc.stop();
+      const dropped = Number(/(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? 0);
+      if (dropped > 0)
+        throw new Error(`tcpdump dropped ${dropped} packets: the in-path figures would be wrong`);
     },
   };
 }

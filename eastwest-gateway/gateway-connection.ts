@@ -62,6 +62,10 @@ export class GatewayConnection {
    * until the endpoint answers, since a spare can fail after it was written.
    */
   private hello: Buffer | undefined;
+  /** Where the ClientHello's records end in the client's byte stream. */
+  private helloEnd = 0;
+  /** Counted in `forwarded` once, whichever link carries the connection (a counter must not go down). */
+  private countedForwarded = false;
   private countedOut = 0;
 
   constructor(
@@ -127,6 +131,7 @@ export class GatewayConnection {
       this.refuse('no-sni', 'the ClientHello has no server_name');
       return;
     }
+    this.helloEnd = result.consumed;
     this.routeTo(result.serverName);
   };
 
@@ -215,6 +220,7 @@ export class GatewayConnection {
    */
   private readonly onFirstUpstreamByte = (): void => {
     this.hello = undefined;
+    if (this.onSpare) this.host.metrics.preconnectsUsed++;
     this.onSpare = false;
     if (this.endpoint !== undefined) this.host.preconnect.refill(this.endpoint);
   };
@@ -234,7 +240,10 @@ export class GatewayConnection {
     endpointConnected(endpoint);
     if (!this.onSpare) upstream.setTimeout(0);
     this.phase = 'piping';
-    route.stats.forwarded++;
+    if (!this.countedForwarded) {
+      this.countedForwarded = true;
+      route.stats.forwarded++;
+    }
     route.stats.active++;
     this.reader = undefined;
     // The client stays paused (since its hello) until the upstream can take more.
@@ -298,35 +307,41 @@ export class GatewayConnection {
 
   /**
    * A spare that dies before the endpoint has answered (the endpoint closed it
-   * as the hello went out) has cost the client nothing: as long as the client
-   * has sent nothing past its hello, connect to the same endpoint afresh.
+   * as the hello went out) has cost the client nothing. As long as the client
+   * has sent nothing past its ClientHello (early data must not be replayed),
+   * connect to the same endpoint afresh: with a single endpoint there is no
+   * other, and one that is going away refuses the connect, which ejects it
+   * and moves on to the next (connectFailed).
    */
   private spareFailed(err: Error): boolean {
     const link = this.link;
-    const hello = this.hello;
-    if (!this.onSpare || link === undefined || hello === undefined || link.received) return false;
-    if (this.client.bytesRead !== hello.length || this.client.readableEnded) return false;
+    if (!this.onSpare || link === undefined || this.hello === undefined || link.received) return false;
+    if (this.client.bytesRead !== this.helloEnd || this.client.readableEnded) return false;
     const endpoint = link.endpoint;
     this.host.logger.debug('spare upstream connection failed before use; connecting afresh', {
       err,
       endpoint: endpoint.key,
     });
+    this.host.metrics.preconnectsLost++;
     this.dropLink();
-    this.client.pause();
-    this.client.off('data', this.onClientData);
-    this.client.off('end', this.onClientEnd);
-    this.client.off('drain', this.onClientDrain);
-    if (this.route !== undefined) {
-      this.route.stats.active--;
-      this.route.stats.forwarded--;
-    }
+    this.stopRelayingClient();
+    if (this.route !== undefined) this.route.stats.active--;
     this.phase = 'connecting';
     this.useLink(new UpstreamLink(endpoint, this.host.readBuffers), false);
     return true;
   }
 
+  /** Undo the client side of the relay: paused, as during the hello. */
+  private stopRelayingClient(): void {
+    const client = this.client;
+    client.pause();
+    client.off('data', this.onClientData);
+    client.off('end', this.onClientEnd);
+    client.off('drain', this.onClientDrain);
+  }
+
   /** Detach from the current link and close it; its buffer goes back once it has closed. */
-  private dropLink(): UpstreamLink | undefined {
+  private dropLink(): void {
     const link = this.link;
     const upstream = this.upstream;
     this.link = undefined;
@@ -344,7 +359,6 @@ export class GatewayConnection {
       upstream.destroy();
     }
     link?.release();
-    return link;
   }
 
   private connectFailed(err: Error): void {

@@ -60,6 +60,7 @@ export class GatewayMetrics {
   preconnectsUsed = 0;
   preconnectsExpired = 0;
   preconnectsLost = 0;
+  preconnectsDiscarded = 0;
   private readonly refused = new Map<RefusalReason, number>(REFUSAL_REASONS.map((r) => [r, 0]));
   private readonly services = new Map<string, ServiceStats>();
 
@@ -149,7 +150,7 @@ export class GatewayMetrics {
     });
     const preconnectsMetric: Counter<'outcome'> = new Counter({
       name: 'meshfed_gateway_upstream_preconnects_total',
-      help: 'Spare upstream connections opened ahead of demand, by outcome: used (carried a connection), expired (closed unused), lost (failed or closed by the endpoint before use).',
+      help: 'Spare upstream connections opened ahead of demand, by outcome: used (the endpoint answered a client on it), expired (closed unused after the idle time), lost (failed or closed by the endpoint before answering), discarded (closed by the gateway: the endpoint left the table, or drain).',
       labelNames: ['outcome'],
       registers,
       collect: () => {
@@ -157,6 +158,7 @@ export class GatewayMetrics {
         preconnectsMetric.inc({ outcome: 'used' }, this.preconnectsUsed);
         preconnectsMetric.inc({ outcome: 'expired' }, this.preconnectsExpired);
         preconnectsMetric.inc({ outcome: 'lost' }, this.preconnectsLost);
+        preconnectsMetric.inc({ outcome: 'discarded' }, this.preconnectsDiscarded);
       },
     });
     const snapshotsMetric: Counter<'result'> = new Counter({

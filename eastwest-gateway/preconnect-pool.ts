@@ -70,6 +70,8 @@ class Spare {
 
 export class PreconnectPool {
   private readonly spares = new Map<EndpointState, Spare>();
+  /** The endpoints of the table in force; a connection routed by an older one must not open spares. */
+  private current: ReadonlySet<EndpointState> | undefined;
   private closed = false;
 
   /**
@@ -86,29 +88,35 @@ export class PreconnectPool {
     return this.spares.size;
   }
 
-  /** The endpoint's established spare, now the caller's; undefined when it has none ready. */
+  /**
+   * The endpoint's established spare, now the caller's; undefined when it has
+   * none ready. The caller counts it used once the endpoint answers on it, or
+   * lost if it fails first.
+   */
   take(endpoint: EndpointState): UpstreamLink | undefined {
     const spare = this.spares.get(endpoint);
     if (spare === undefined || !spare.link.usable) return undefined;
     this.spares.delete(endpoint);
     spare.detach();
-    this.metrics.preconnectsUsed++;
     return spare.link;
   }
 
   /** Open a spare to the endpoint unless it has one, for the next connection routed there. */
   refill(endpoint: EndpointState): void {
     if (this.idleMs === 0 || this.closed || this.spares.has(endpoint)) return;
+    if (this.current !== undefined && !this.current.has(endpoint)) return;
     const spare = new Spare(new UpstreamLink(endpoint, this.buffers), this.idleMs, this.onGone);
     this.spares.set(endpoint, spare);
   }
 
-  /** Close the spares of endpoints the routing table no longer names. */
+  /** A new routing table: close the spares of endpoints it no longer names, and open none for them. */
   retainOnly(endpoints: ReadonlySet<EndpointState>): void {
+    this.current = endpoints;
     for (const [endpoint, spare] of this.spares) {
       if (endpoints.has(endpoint)) continue;
       this.spares.delete(endpoint);
       spare.close();
+      this.metrics.preconnectsDiscarded++;
     }
   }
 
@@ -116,6 +124,7 @@ export class PreconnectPool {
   close(): void {
     this.closed = true;
     for (const spare of this.spares.values()) spare.close();
+    this.metrics.preconnectsDiscarded += this.spares.size;
     this.spares.clear();
   }
 

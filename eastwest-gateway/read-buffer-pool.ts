@@ -1,7 +1,8 @@
 /**
  * Read buffers for the relay, recycled across connections. A buffer handed to
- * a socket as its `onread` target stays with that connection until both of its
- * sockets have closed, then comes back here for the next connection. Without
+ * an upstream socket as its `onread` target stays with that link
+ * (upstream-link.ts) until the socket has closed and its connection is done
+ * with it, then comes back here for the next connection. Without
  * the recycling every connection allocated its own off-heap buffer, and V8
  * counts off-heap memory towards its next full collection: under a stream of
  * short connections the gateway ran a full mark-compact every few hundred

