@@ -365,7 +365,9 @@ async function main(): Promise<void> {
     const haproxyTarget = targets.find((t) => t.name === 'haproxy');
     let inPath: Record<string, unknown> | undefined;
     if (haproxyTarget === undefined || !tcpdumpAvailable()) {
-      process.stderr.write('tcpdump or haproxy is not installed: no in-path figures.\n');
+      process.stderr.write(
+        'tcpdump or haproxy is not installed: no in-path figures (apt-get install tcpdump haproxy; capture needs root).\n',
+      );
     } else {
       inPath = await sampleInPath(
         [
