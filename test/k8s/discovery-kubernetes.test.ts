@@ -61,6 +61,15 @@ function endpointNames(source: KubernetesSource, namespace: string, name: string
   return (service(source, namespace, name)?.endpoints ?? []).map((e) => e.name).sort();
 }
 
+/** Names of the source's workloads (from pods), sorted and joined: `a,b`. */
+function workloadNames(source: KubernetesSource): string {
+  return source
+    .workloads()
+    .map((w) => w.name)
+    .sort()
+    .join();
+}
+
 /** A shop namespace with a node, the cart service, and its pods cart-1 (10.0.0.1) and cart-2 (10.0.0.2). */
 async function shop(kube: ClusterWriter): Promise<void> {
   await kube.namespace('shop', { 'meshfed-injection': 'enabled' });
@@ -118,12 +127,7 @@ describe('Kubernetes discovery source', () => {
       ports: { web: 8080 },
     });
     expect(cart?.endpoints).toHaveLength(2);
-    expect(
-      source
-        .workloads()
-        .map((w) => w.name)
-        .sort(),
-    ).toEqual(['cart-1', 'cart-2']);
+    expect(workloadNames(source)).toBe('cart-1,cart-2');
     expect(source.namespaceLabels('shop')?.['meshfed-injection']).toBe('enabled');
     expect(source.errors()).toEqual([]);
     expect(source.status().every((s) => s.synced)).toBe(true);
@@ -188,12 +192,8 @@ describe('Kubernetes discovery source', () => {
     await waitFor(() => !endpointNames(source, 'shop', 'cart').includes('cart-2'), {
       what: 'cart-2 to be gone',
     });
-    expect(
-      source
-        .workloads()
-        .map((w) => w.name)
-        .sort(),
-    ).toEqual(['cart-1', 'cart-3']);
+    // Pods and slices have informers of their own: the pod's DELETE may land after the slice's update.
+    await waitFor(() => workloadNames(source) === 'cart-1,cart-3', { what: 'workloads cart-1 and cart-3' });
 
     await kube.core.deleteNamespacedService({ namespace: 'shop', name: 'cart' });
     await waitFor(() => service(source, 'shop', 'cart') === undefined, {
@@ -233,15 +233,9 @@ describe('Kubernetes discovery source', () => {
     await waitFor(() => fake.watchCount() === watchesBefore, { what: 'every informer watching again' });
     await waitFor(() => source.status().every((s) => s.lastError === undefined), { what: 'errors cleared' });
     // The pod informer catches up on its own watch: its DELETE may land after the slices' update.
-    await waitFor(
-      () =>
-        source
-          .workloads()
-          .map((w) => w.name)
-          .sort()
-          .join() === 'cart-2,cart-9',
-      { what: 'the pod deleted while cut off to be gone' },
-    );
+    await waitFor(() => workloadNames(source) === 'cart-2,cart-9', {
+      what: 'the pod deleted while cut off to be gone',
+    });
   });
 
   it('relists after 410 Gone and ends consistent, deletions included', async () => {
@@ -279,15 +273,9 @@ describe('Kubernetes discovery source', () => {
         fake.requests({ method: 'GET', path: '/api/v1/pods', watch: false, status: 200 }).length > podLists,
       { what: 'the pods informer to relist' },
     );
-    await waitFor(
-      () =>
-        source
-          .workloads()
-          .map((w) => w.name)
-          .sort()
-          .join() === 'cart-2,cart-4',
-      { what: 'workloads cart-2 and cart-4 after the relist' },
-    );
+    await waitFor(() => workloadNames(source) === 'cart-2,cart-4', {
+      what: 'workloads cart-2 and cart-4 after the relist',
+    });
     expect(service(source, 'shop', 'orders')?.ports).toEqual([
       { name: 'grpc', port: 9000, targetPort: 9000, protocol: 'grpc' },
     ]);
