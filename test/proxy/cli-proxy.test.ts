@@ -77,40 +77,26 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** The flags of a proxy run from the files in `dir`, every port 0, reporting its ports to `portsFile`. */
+function proxyFlagsFromFiles(portsFile: string): string[] {
+  return [
+    ...['--workload', 'frontend', '--namespace', NS],
+    ...['--snapshot-file', path.join(dir, 'snapshot.json')],
+    ...['--cert-file', path.join(dir, 'cert.pem'), '--key-file', path.join(dir, 'key.pem')],
+    ...['--outbound-port', '0', '--inbound-port', '0', '--admin-port', '0', '--metrics-port', '0'],
+    ...['--ports-file', portsFile],
+  ];
+}
+
 describe('meshfed proxy', () => {
   it('runs from files, serves traffic, reports its ports and drains on SIGTERM', async () => {
     const portsFile = path.join(dir, 'ports.json');
-    cli = startCli(
-      [
-        'proxy',
-        '--workload',
-        'frontend',
-        '--namespace',
-        NS,
-        '--snapshot-file',
-        path.join(dir, 'snapshot.json'),
-        '--cert-file',
-        path.join(dir, 'cert.pem'),
-        '--key-file',
-        path.join(dir, 'key.pem'),
-        '--outbound-port',
-        '0',
-        '--inbound-port',
-        '0',
-        '--admin-port',
-        '0',
-        '--metrics-port',
-        '0',
-        '--ports-file',
-        portsFile,
-      ],
-      {
-        env: {
-          MESHFED_PROXY_TRUST_BUNDLE_FILE: path.join(dir, 'roots.pem'),
-          MESHFED_PROXY_ACCESS_LOG: 'true',
-        },
+    cli = startCli(['proxy', ...proxyFlagsFromFiles(portsFile)], {
+      env: {
+        MESHFED_PROXY_TRUST_BUNDLE_FILE: path.join(dir, 'roots.pem'),
+        MESHFED_PROXY_ACCESS_LOG: 'true',
       },
-    );
+    });
     const ports = await waitFor(
       () => {
         try {
@@ -184,31 +170,7 @@ describe('meshfed proxy', () => {
     const portsFile = path.join(dir, 'lean-ports.json');
     const child = spawn(
       process.execPath,
-      [
-        lean,
-        '--workload',
-        'frontend',
-        '--namespace',
-        NS,
-        '--snapshot-file',
-        path.join(dir, 'snapshot.json'),
-        '--cert-file',
-        path.join(dir, 'cert.pem'),
-        '--key-file',
-        path.join(dir, 'key.pem'),
-        '--trust-bundle-file',
-        path.join(dir, 'roots.pem'),
-        '--outbound-port',
-        '0',
-        '--inbound-port',
-        '0',
-        '--admin-port',
-        '0',
-        '--metrics-port',
-        '0',
-        '--ports-file',
-        portsFile,
-      ],
+      [lean, ...proxyFlagsFromFiles(portsFile), '--trust-bundle-file', path.join(dir, 'roots.pem')],
       { env: cliEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
