@@ -42,6 +42,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
 import { freePort } from '../test/common/redis-server.js';
+import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { median, percentile, round, rssMiB } from './support/load.js';
 import { middleboxTransit } from './support/pcap-transit.js';
 
@@ -184,40 +185,6 @@ async function startGateway(files: Files, backendPort: number): Promise<Proc & {
 
 function haproxyAvailable(): boolean {
   return spawnSync('haproxy', ['-v']).status === 0;
-}
-
-function tcpdumpAvailable(): boolean {
-  return spawnSync('tcpdump', ['--version']).status === 0;
-}
-
-/** A loopback capture of the given TCP ports, headers only, nanosecond timestamps; resolves once it captures. */
-async function startCapture(file: string, ports: number[]): Promise<Proc> {
-  const filter = ports.map((p) => `tcp port ${p}`).join(' or ');
-  const child = spawn(
-    'tcpdump',
-    ['-i', 'lo', '-s', '128', '-B', '32768', '--time-stamp-precision=nano', '-w', file, filter],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let err = '';
-  child.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  await new Promise<void>((done, fail) => {
-    child.stderr?.on('data', () => {
-      if (err.includes('listening on')) done();
-    });
-    child.once('exit', (code) => fail(new Error(`tcpdump exited ${code}: ${err.trim()}`)));
-  });
-  const proc = track(child);
-  return {
-    ...proc,
-    // SIGINT makes tcpdump flush its buffer, write the file out and print its counts.
-    stop: async () => {
-      child.kill('SIGINT');
-      await proc.stop();
-      const dropped = Number(/(\d+) packets? dropped by kernel/.exec(err)?.[1] ?? 0);
-      if (dropped > 0)
-        throw new Error(`tcpdump dropped ${dropped} packets: the in-path figures would be wrong`);
-    },
-  };
 }
 
 async function startHaproxy(files: Files, backendPort: number): Promise<Proc & { port: number }> {
@@ -442,9 +409,11 @@ interface CapturedPath {
  */
 async function sampleInPath(paths: CapturedPath[], files: Files): Promise<Record<string, unknown>> {
   const pcap = join(files.dir, 'in-path.pcap');
+  // Headers only: the flows are matched by their sequence numbers, not their (encrypted) bytes.
   const capture = await startCapture(
     pcap,
     paths.flatMap((p) => [p.target.port, p.backendPort]),
+    128,
   );
   try {
     await runClient(

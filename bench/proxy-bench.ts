@@ -33,8 +33,17 @@ import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
 import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh } from '../test/common/pki-fixtures.js';
-import { median, round, rssMiB } from './support/load.js';
-import { cpuSeconds, fixedRate, peakRss, wrk, type LatencyResult } from './support/load-tools.js';
+import { median, percentile, round, rssMiB } from './support/load.js';
+import { startCapture, tcpdumpAvailable } from './support/capture.js';
+import {
+  FIXED_RATE_WARMUP_SECONDS,
+  cpuSeconds,
+  fixedRate,
+  peakRss,
+  wrk,
+  type LatencyResult,
+} from './support/load-tools.js';
+import { chainTransit } from './support/pcap-http-transit.js';
 import { freePort, startNginxApp, startNginxChain } from './support/nginx-mtls-chain.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -204,6 +213,49 @@ async function measure(
     `${name}: fixed ${round(fixed.rps, 0)} rps p50 ${round(fixed.p50, 3)} p90 ${round(fixed.p90, 3)} p99 ${round(fixed.p99, 3)} ms (errors ${fixed.errors}); ` +
       `saturation ${round(sat.rps, 0)} rps (errors ${sat.errors}); RSS ${peaks.join('/')} MiB\n`,
   );
+}
+
+interface CapturedChain {
+  name: string;
+  url: string;
+  host: string | undefined;
+  /** Where the generator sends its requests: the chain's first hop. */
+  frontPort: number;
+}
+
+/**
+ * One fixed-rate run per chain under a loopback capture of its front port
+ * and the app's port, requests tagged so the capture can follow each; from
+ * it, what the chain itself adds per request (pcap-http-transit.ts), with
+ * neither the generator's nor the app's jitter in it.
+ */
+async function sampleInPath(
+  dir: string,
+  appPort: number,
+  chains: CapturedChain[],
+): Promise<Record<string, Record<string, number>>> {
+  const figures: Record<string, Record<string, number>> = {};
+  for (const chain of chains) {
+    const file = path.join(dir, `${chain.name}.pcap`);
+    // Request and status lines sit in the first bytes of their segments' payloads.
+    const capture = await startCapture(file, [chain.frontPort, appPort], 256);
+    try {
+      await fixedRate(chain.url, chain.host, RATE, SECONDS, true);
+    } finally {
+      await capture.stop();
+    }
+    const added = chainTransit(file, chain.frontPort, appPort, RATE * FIXED_RATE_WARMUP_SECONDS).sort(
+      (a, b) => a - b,
+    );
+    figures[chain.name] = {
+      requests: added.length,
+      addedP50Ms: round(percentile(added, 50), 3),
+      addedP90Ms: round(percentile(added, 90), 3),
+      addedP99Ms: round(percentile(added, 99), 3),
+    };
+    process.stderr.write(`in path ${chain.name}: ${JSON.stringify(figures[chain.name])}\n`);
+  }
+  return figures;
 }
 
 /** One GET (fetch cannot set Host). */
@@ -380,6 +432,24 @@ async function main(): Promise<void> {
       }
     }
 
+    const inPath = tcpdumpAvailable()
+      ? await sampleInPath(dir, app.port, [
+          {
+            name: 'meshfed',
+            url: `http://127.0.0.1:${clientPorts.outbound}/`,
+            host: 'app',
+            frontPort: clientPorts.outbound,
+          },
+          {
+            name: 'nginx',
+            url: `http://127.0.0.1:${chain.client.port}/`,
+            host: undefined,
+            frontPort: chain.client.port,
+          },
+        ])
+      : undefined;
+    if (inPath === undefined) process.stderr.write('tcpdump is not installed: no in-path figures.\n');
+
     const direct = figures.direct as ChainFigures;
     const chainFigures = (name: string, f: ChainFigures, idle: number[]): Record<string, unknown> => ({
       p50Ms: round(medianOf(f.fixed, 'p50'), 3),
@@ -438,6 +508,7 @@ async function main(): Promise<void> {
             },
           }),
       nginx,
+      ...(inPath === undefined ? {} : { inPath }),
       saturationVsNginx: saturationRatio,
       targets: {
         addedP99Ms: { target: 1, value: meshfed.addedP99Ms, met: (meshfed.addedP99Ms as number) <= 1 },

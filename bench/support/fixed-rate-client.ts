@@ -7,7 +7,10 @@
  * wrk2 does; wrk2 is not in Debian, and `hey -q` starts all its workers on
  * the same tick, turning 1,000 rps into bursts of 20 every 20 ms.
  *
- * Usage: node fixed-rate-client.js <url> <host|-> <rate> <seconds> [warmupSeconds]
+ * Usage: node fixed-rate-client.js <url> <host|-> <rate> <seconds> [warmupSeconds] [tag]
+ * With `tag` = 1 each request's path gets a unique `?n=<i>` (i counts from 0,
+ * warm-up included), so that a packet capture can follow it through a chain
+ * of proxies (pcap-http-transit.ts).
  * Prints one JSON line: {rps, requests, totalRequests, errors, p50, p90, p99, max} (ms).
  * The warm-up (default 3 s) is sent on the same schedule but not measured: a
  * fresh Node process optimises its own code in its first seconds, and its
@@ -40,6 +43,7 @@ async function run(
   rate: number,
   seconds: number,
   warmup: number,
+  tag: boolean,
 ): Promise<Result> {
   const target = new URL(url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 256, scheduling: 'lifo' });
@@ -56,7 +60,13 @@ async function run(
   await new Promise<void>((resolve) => {
     const send = (i: number, scheduled: number): void => {
       const req = http.request(
-        { host: target.hostname, port: Number(target.port), path: target.pathname, headers, agent },
+        {
+          host: target.hostname,
+          port: Number(target.port),
+          path: tag ? `${target.pathname}?n=${i}` : target.pathname,
+          headers,
+          agent,
+        },
         (res) => {
           res.resume();
           res.on('end', () => {
@@ -99,8 +109,16 @@ async function run(
   };
 }
 
-const [url = '', hostArg = '-', rate = '1000', seconds = '10', warmup = '3'] = process.argv.slice(2);
-run(url, hostArg === '-' ? undefined : hostArg, Number(rate), Number(seconds), Number(warmup)).then(
+const [url = '', hostArg = '-', rate = '1000', seconds = '10', warmup = '3', tag = '0'] =
+  process.argv.slice(2);
+run(
+  url,
+  hostArg === '-' ? undefined : hostArg,
+  Number(rate),
+  Number(seconds),
+  Number(warmup),
+  tag === '1',
+).then(
   (result) => process.stdout.write(JSON.stringify(result) + '\n'),
   (err: unknown) => {
     process.stderr.write(`fixed-rate client failed: ${String(err)}\n`);

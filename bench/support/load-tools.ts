@@ -77,7 +77,7 @@ export async function wrk(
 }
 
 /** Sent on the schedule before measuring: the generator's own JIT warm-up (fixed-rate-client.ts). */
-const FIXED_RATE_WARMUP_SECONDS = 3;
+export const FIXED_RATE_WARMUP_SECONDS = 3;
 
 /** The open-loop fixed-rate generator (fixed-rate-client.js next to this file). */
 export async function fixedRate(
@@ -85,11 +85,21 @@ export async function fixedRate(
   host: string | undefined,
   rate: number,
   seconds: number,
+  /** Give each request a unique `?n=<i>` for a packet capture to follow (i counts the warm-up too). */
+  tagRequests = false,
 ): Promise<LatencyResult> {
   const script = fileURLToPath(new URL('./fixed-rate-client.js', import.meta.url));
   const out = await run(
     process.execPath,
-    [script, url, host ?? '-', String(rate), String(seconds), String(FIXED_RATE_WARMUP_SECONDS)],
+    [
+      script,
+      url,
+      host ?? '-',
+      String(rate),
+      String(seconds),
+      String(FIXED_RATE_WARMUP_SECONDS),
+      tagRequests ? '1' : '0',
+    ],
     (seconds + FIXED_RATE_WARMUP_SECONDS + 60) * 1000,
   );
   const r = JSON.parse(out.trim().split('\n').pop() ?? '{}') as LatencyResult;
