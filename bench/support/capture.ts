@@ -6,6 +6,9 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 
+/** How long the kernel may hold a partly filled block of captured packets (tcpdump's read timeout). */
+const TPACKET_BLOCK_TIMEOUT_MS = 1000;
+
 export interface Capture {
   /** Stop capturing and wait for the file; fails if the kernel dropped packets. */
   stop(): Promise<void>;
@@ -38,6 +41,9 @@ export async function startCapture(file: string, ports: number[], snapLength: nu
   });
   return {
     async stop() {
+      // The kernel hands packets over in blocks, a partly filled one after
+      // tcpdump's 1 s timeout: stopping at once lost the last ~40 ms of traffic.
+      await new Promise((resolve) => setTimeout(resolve, TPACKET_BLOCK_TIMEOUT_MS + 200));
       // SIGINT makes tcpdump flush its buffer, write the file out and print its counts.
       child.kill('SIGINT');
       const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
