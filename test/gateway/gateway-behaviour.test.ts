@@ -632,6 +632,16 @@ describe('spare upstream connections (preconnect)', () => {
     ).toBe(2);
   });
 
+  test('a spare the endpoint closes (FIN) as the hello reaches it: the client is carried on a fresh connection', async () => {
+    const { recorder, gateway, spare } = await withSpare(10_000);
+    spare.socket.once('data', () => spare.socket.end());
+    const second = await connect(gateway.port);
+    await carries(await acceptedBy(recorder, 3), second);
+    expect(second.ended()).toBe(false);
+    expect(spare.received()).toEqual(HELLO);
+    expect(await metricValue(gateway.adminPort, PRECONNECT, { outcome: 'lost' })).toBe(1);
+  });
+
   test('a spare reset after the client sent more than its hello: the client is cut, nothing is replayed', async () => {
     const { recorder, gateway, spare } = await withSpare(10_000);
     spare.socket.once('data', () => spare.socket.resetAndDestroy());
