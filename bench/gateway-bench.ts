@@ -43,7 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
 import { freePort } from '../test/common/redis-server.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
-import { median, percentile, round, rssMiB } from './support/load.js';
+import { addedPercentiles, ascending, median, percentile, round, rssMiB } from './support/load.js';
 import { middleboxTransit } from './support/pcap-transit.js';
 
 const HERE = resolve(fileURLToPath(import.meta.url), '..');
@@ -426,16 +426,12 @@ async function sampleInPath(paths: CapturedPath[], files: Files): Promise<Record
   const figures: Record<string, unknown> = {};
   for (const { target, backendPort } of paths) {
     const transit = middleboxTransit(pcap, target.port, backendPort);
-    const sorted = (values: number[]): number[] => [...values].sort((a, b) => a - b);
-    const all = sorted(transit.perConnection);
     figures[target.name] = {
-      connections: all.length,
-      addedP50Ms: round(percentile(all, 50), 3),
-      addedP90Ms: round(percentile(all, 90), 3),
-      addedP99Ms: round(percentile(all, 99), 3),
+      connections: transit.perConnection.length,
+      ...addedPercentiles(transit.perConnection),
       // hello (with the upstream connect), server flight, client flight, response
-      crossingP50Ms: transit.perCrossing.map((c) => round(percentile(sorted(c), 50), 3)),
-      crossingP99Ms: transit.perCrossing.map((c) => round(percentile(sorted(c), 99), 3)),
+      crossingP50Ms: transit.perCrossing.map((c) => round(percentile(ascending(c), 50), 3)),
+      crossingP99Ms: transit.perCrossing.map((c) => round(percentile(ascending(c), 99), 3)),
     };
   }
   return figures;
@@ -445,7 +441,7 @@ async function sampleInPath(paths: CapturedPath[], files: Files): Promise<Record
 async function sampleTtfb(targets: Target[], resume: boolean, files: Files): Promise<Samples> {
   const raw = (await runClient({ mode: 'ttfb', targets, samples: TTFB_SAMPLES, resume }, files)) as Samples;
   const sorted: Samples = {};
-  for (const [name, values] of Object.entries(raw)) sorted[name] = [...values].sort((a, b) => a - b);
+  for (const [name, values] of Object.entries(raw)) sorted[name] = ascending(values);
   return sorted;
 }
 

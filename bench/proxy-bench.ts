@@ -33,7 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
 import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh } from '../test/common/pki-fixtures.js';
-import { median, percentile, round, rssMiB } from './support/load.js';
+import { addedPercentiles, median, round, rssMiB } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import {
   FIXED_RATE_WARMUP_SECONDS,
@@ -217,10 +217,9 @@ async function measure(
 
 interface CapturedChain {
   name: string;
+  /** Where the generator sends its requests: the chain's first hop. */
   url: string;
   host: string | undefined;
-  /** Where the generator sends its requests: the chain's first hop. */
-  frontPort: number;
 }
 
 /**
@@ -237,22 +236,16 @@ async function sampleInPath(
   const figures: Record<string, Record<string, number>> = {};
   for (const chain of chains) {
     const file = path.join(dir, `${chain.name}.pcap`);
+    const frontPort = Number(new URL(chain.url).port);
     // Request and status lines sit in the first bytes of their segments' payloads.
-    const capture = await startCapture(file, [chain.frontPort, appPort], 256);
+    const capture = await startCapture(file, [frontPort, appPort], 256);
     try {
       await fixedRate(chain.url, chain.host, RATE, SECONDS, true);
     } finally {
       await capture.stop();
     }
-    const added = chainTransit(file, chain.frontPort, appPort, RATE * FIXED_RATE_WARMUP_SECONDS).sort(
-      (a, b) => a - b,
-    );
-    figures[chain.name] = {
-      requests: added.length,
-      addedP50Ms: round(percentile(added, 50), 3),
-      addedP90Ms: round(percentile(added, 90), 3),
-      addedP99Ms: round(percentile(added, 99), 3),
-    };
+    const added = chainTransit(file, frontPort, appPort, RATE * FIXED_RATE_WARMUP_SECONDS);
+    figures[chain.name] = { requests: added.length, ...addedPercentiles(added) };
     process.stderr.write(`in path ${chain.name}: ${JSON.stringify(figures[chain.name])}\n`);
   }
   return figures;
@@ -433,20 +426,11 @@ async function main(): Promise<void> {
     }
 
     const inPath = tcpdumpAvailable()
-      ? await sampleInPath(dir, app.port, [
-          {
-            name: 'meshfed',
-            url: `http://127.0.0.1:${clientPorts.outbound}/`,
-            host: 'app',
-            frontPort: clientPorts.outbound,
-          },
-          {
-            name: 'nginx',
-            url: `http://127.0.0.1:${chain.client.port}/`,
-            host: undefined,
-            frontPort: chain.client.port,
-          },
-        ])
+      ? await sampleInPath(
+          dir,
+          app.port,
+          targets.filter((t) => t.name === 'meshfed' || t.name === 'nginx'),
+        )
       : undefined;
     if (inPath === undefined) process.stderr.write('tcpdump is not installed: no in-path figures.\n');
 

@@ -51,8 +51,6 @@ export class GatewayConnection {
   private route: Route | undefined;
   private endpoint: EndpointState | undefined;
   private link: UpstreamLink | undefined;
-  /** The link's socket, while there is a link. */
-  private upstream: net.Socket | undefined;
   /** The link was a spare: if it fails before the endpoint answers, connect afresh instead of failing. */
   private onSpare = false;
   private readonly tried: EndpointState[] = [];
@@ -75,6 +73,11 @@ export class GatewayConnection {
   ) {
     this.client = client;
     this.source = source;
+  }
+
+  /** The socket to the endpoint, while there is a link. */
+  private get upstream(): net.Socket | undefined {
+    return this.link?.socket;
   }
 
   /** Destination service while connecting or piping, for logs and tests. */
@@ -194,7 +197,6 @@ export class GatewayConnection {
     this.onSpare = spare;
     link.attach(this.client, this.onFirstUpstreamByte);
     const upstream = link.socket;
-    this.upstream = upstream;
     // On a connecting socket the hello is queued and written the moment the connect
     // completes, before 'connect' reaches us. Nothing has reached the endpoint if the
     // connect fails, so the next attempt sends it again.
@@ -315,7 +317,8 @@ export class GatewayConnection {
    */
   private spareFailed(err: Error): boolean {
     const link = this.link;
-    if (!this.onSpare || link === undefined || this.hello === undefined || link.received) return false;
+    // onSpare turns false when the endpoint first answers; a closed client needs nothing.
+    if (!this.onSpare || this.phase !== 'piping' || link === undefined) return false;
     if (this.client.bytesRead !== this.helloEnd || this.client.readableEnded) return false;
     const endpoint = link.endpoint;
     this.host.logger.debug('spare upstream connection failed before use; connecting afresh', {
@@ -343,9 +346,8 @@ export class GatewayConnection {
   /** Detach from the current link and close it; its buffer goes back once it has closed. */
   private dropLink(): void {
     const link = this.link;
-    const upstream = this.upstream;
+    const upstream = link?.socket;
     this.link = undefined;
-    this.upstream = undefined;
     this.onSpare = false;
     if (upstream !== undefined) {
       upstream.off('close', this.onUpstreamClose);

@@ -20,8 +20,8 @@ export const KEEPALIVE_DELAY_MS = 60_000;
 export class UpstreamLink {
   readonly socket: net.Socket;
   readonly endpoint: EndpointState;
-  /** True once the endpoint has sent a byte (after that, the connection cannot be moved elsewhere). */
-  received = false;
+  /** Set once the endpoint has sent a byte, for onFirstRead. */
+  private received = false;
   private client: net.Socket | undefined;
   private onFirstRead: (() => void) | undefined;
   /**
@@ -51,10 +51,12 @@ export class UpstreamLink {
     this.socket.once('close', this.onClose);
   }
 
-  /** True while the connection is established and neither side has ended it: a client can still use it. */
+  /**
+   * True while the connection is established and neither side has ended it: a
+   * client can still use it. (A spare the endpoint spoke on is destroyed in onRead.)
+   */
   get usable(): boolean {
-    const socket = this.socket;
-    return !socket.destroyed && !socket.connecting && socket.readyState === 'open' && !this.received;
+    return !this.socket.destroyed && this.socket.readyState === 'open';
   }
 
   /** Relay what the endpoint sends to `client` from now on; `onFirstRead` runs once its first bytes are relayed. */

@@ -74,11 +74,27 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[index] ?? NaN;
 }
 
+/** A sorted copy, for percentile(). */
+export function ascending(values: readonly number[]): number[] {
+  return [...values].sort((a, b) => a - b);
+}
+
 export function median(values: number[]): number {
-  return percentile(
-    [...values].sort((a, b) => a - b),
-    50,
-  );
+  return percentile(ascending(values), 50);
+}
+
+/** p50 / p90 / p99 of added-latency samples (any order), in ms to the microsecond. */
+export function addedPercentiles(values: readonly number[]): {
+  addedP50Ms: number;
+  addedP90Ms: number;
+  addedP99Ms: number;
+} {
+  const sorted = ascending(values);
+  return {
+    addedP50Ms: round(percentile(sorted, 50), 3),
+    addedP90Ms: round(percentile(sorted, 90), 3),
+    addedP99Ms: round(percentile(sorted, 99), 3),
+  };
 }
 
 /** Resident set size of a process in MiB, from /proc (Linux). */
