@@ -74,6 +74,9 @@ describe('meshfed gateway: bad input', () => {
     const policy = await runCli(['gateway', '--snapshot-file', snapshotFile, '--lb-policy', 'fastest']);
     expect(policy.code).toBe(1);
     expect(policy.stderr).toContain('Allowed choices are least-conn, round-robin');
+    const idle = await runCli(['gateway', '--snapshot-file', snapshotFile, '--preconnect-idle', '11m']);
+    expect(idle.code).toBe(1);
+    expect(idle.stderr).toContain('limits.preconnectIdleMs must be an integer from 0 to 600000');
   });
 
   test('an invalid snapshot file is refused naming the field', async () => {
