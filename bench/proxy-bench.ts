@@ -8,7 +8,9 @@
  * At a fixed 1,000 rps (an open-loop generator, support/fixed-rate-client) it measures p50/p90/p99 and the
  * latency each chain adds over direct, and CPU seconds per 1,000 requests
  * of each proxy; at saturation (wrk) the maximum rps and proxy RSS. Idle
- * RSS is taken after start-up and a few requests. Medians over rounds.
+ * RSS is taken after start-up and a few requests, then how many times a
+ * second each idle proxy wakes (its main thread's context switches over
+ * 3 s). Medians over rounds.
  * The last line printed is the JSON of all figures.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
@@ -39,6 +41,7 @@ import {
   FIXED_RATE_WARMUP_SECONDS,
   cpuSeconds,
   fixedRate,
+  idleWakeupsPerSecond,
   peakRss,
   wrk,
   type LatencyResult,
@@ -407,10 +410,26 @@ async function main(): Promise<void> {
       const status = await probe(t.url, t.host);
       if (status !== 200) throw new Error(`${t.name} answers ${status}`);
     }
+    const proxyPids: Record<'meshfed' | 'baseline' | 'nginx', number[]> = {
+      meshfed: [clientProxy.pid, serverProxy.pid],
+      baseline: baseline === undefined ? [] : [baseline.client.pid, baseline.server.pid],
+      nginx: [chain.client.pid, chain.server.pid],
+    };
     const rssIdle = {
-      meshfed: [rssMiB(clientProxy.pid), rssMiB(serverProxy.pid)],
-      baseline: baseline === undefined ? [] : [rssMiB(baseline.client.pid), rssMiB(baseline.server.pid)],
-      nginx: [rssMiB(chain.client.pid), rssMiB(chain.server.pid)],
+      meshfed: proxyPids.meshfed.map(rssMiB),
+      baseline: proxyPids.baseline.map(rssMiB),
+      nginx: proxyPids.nginx.map(rssMiB),
+    };
+    // What an idle proxy costs the node it runs on: its wake-ups, all proxies in one quiet window.
+    const wakeups = await idleWakeupsPerSecond([
+      ...proxyPids.meshfed,
+      ...proxyPids.baseline,
+      ...proxyPids.nginx,
+    ]);
+    const idleWakeups = {
+      meshfed: wakeups.slice(0, 2),
+      baseline: wakeups.slice(2, 2 + proxyPids.baseline.length),
+      nginx: wakeups.slice(-2),
     };
     // Warm-up: JIT, connection pools, TLS sessions.
     for (const t of targets) await wrk(t.url, t.host, 3, CONNECTIONS);
@@ -435,7 +454,12 @@ async function main(): Promise<void> {
     if (inPath === undefined) process.stderr.write('tcpdump is not installed: no in-path figures.\n');
 
     const direct = figures.direct as ChainFigures;
-    const chainFigures = (name: string, f: ChainFigures, idle: number[]): Record<string, unknown> => ({
+    const chainFigures = (
+      name: string,
+      f: ChainFigures,
+      idle: number[],
+      wakeupsPerSecond: number[],
+    ): Record<string, unknown> => ({
       p50Ms: round(medianOf(f.fixed, 'p50'), 3),
       p90Ms: round(medianOf(f.fixed, 'p90'), 3),
       p99Ms: round(medianOf(f.fixed, 'p99'), 3),
@@ -455,11 +479,17 @@ async function main(): Promise<void> {
         server: round(perProxy(f.cpuSaturation, 1), 4),
       },
       rssIdleMiB: { client: idle[0], server: idle[1] },
+      idleWakeupsPerSecond: { client: wakeupsPerSecond[0], server: wakeupsPerSecond[1] },
       rssLoadMiB: { client: perProxy(f.rssLoad, 0), server: perProxy(f.rssLoad, 1) },
       name,
     });
-    const meshfed = chainFigures('meshfed', figures.meshfed as ChainFigures, rssIdle.meshfed);
-    const nginx = chainFigures('nginx', figures.nginx as ChainFigures, rssIdle.nginx);
+    const meshfed = chainFigures(
+      'meshfed',
+      figures.meshfed as ChainFigures,
+      rssIdle.meshfed,
+      idleWakeups.meshfed,
+    );
+    const nginx = chainFigures('nginx', figures.nginx as ChainFigures, rssIdle.nginx, idleWakeups.nginx);
     const saturationRatio = round((meshfed.maxRps as number) / (nginx.maxRps as number), 3);
     const cpu = meshfed.cpuSecondsPer1kRequests as { client: number; server: number };
     const rssLoad = meshfed.rssLoadMiB as { client: number; server: number };
@@ -488,7 +518,12 @@ async function main(): Promise<void> {
             baseline: {
               cli: BASELINE_CLI,
               nodeArgs: BASELINE_NODE_ARGS,
-              ...chainFigures('baseline', figures.baseline as ChainFigures, rssIdle.baseline),
+              ...chainFigures(
+                'baseline',
+                figures.baseline as ChainFigures,
+                rssIdle.baseline,
+                idleWakeups.baseline,
+              ),
             },
           }),
       nginx,

@@ -5,12 +5,14 @@
  */
 
 import type { ApiObserver } from './api/api-server.js';
-import { Counter, Gauge, Histogram, Registry, collectProcessMetrics } from './prom-modules.js';
+import { registerProcessMetrics, type ProcessMetricsSet } from './process-metrics.js';
+import { Counter, Gauge, Histogram, Registry } from './prom-modules.js';
 
-export function createRegistry(component: string, withProcessMetrics = true): Registry {
+/** A registry labelled with its component, with that set of process metrics (core/process-metrics.ts). */
+export function createRegistry(component: string, processMetrics: ProcessMetricsSet = 'full'): Registry {
   const registry = new Registry();
   registry.setDefaultLabels({ component });
-  if (withProcessMetrics) collectProcessMetrics(registry);
+  registerProcessMetrics(registry, processMetrics);
   return registry;
 }
 

@@ -7,7 +7,8 @@
  * A sidecar runs next to every workload, so that is paid once per pod.
  *
  * Everything else imports prom-client's values from here (eslint refuses a
- * value import of 'prom-client' elsewhere); its types come from the package.
+ * value import of 'prom-client' elsewhere), the default process metrics one
+ * module at a time (core/process-metrics.ts); its types come from the package.
  */
 
 import { createRequire } from 'node:module';
@@ -24,65 +25,9 @@ export type Counter<T extends string = string> = Prom.Counter<T>;
 export type Gauge<T extends string = string> = Prom.Gauge<T>;
 export type Histogram<T extends string = string> = Prom.Histogram<T>;
 
-type DefaultMetric = (registry: Prom.Registry, config: Record<string, unknown>) => void;
+/** One of prom-client's default process metrics, registering itself: `prom-client/lib/metrics/<name>`. */
+export type DefaultMetric = (registry: Prom.Registry, config: Record<string, unknown>) => void;
 
-/**
- * prom-client's default process metrics, one module each, as
- * `collectDefaultMetrics` registers them; its process CPU metric (the one
- * that needs @opentelemetry/api) is replaced by processCpu below, with the
- * same names and values.
- */
-const DEFAULT_METRIC_MODULES = [
-  'processStartTime',
-  'osMemoryHeap',
-  'processOpenFileDescriptors',
-  'processMaxFileDescriptors',
-  'eventLoopLag',
-  // prom-client skips it before Node 17 (no process.getActiveResourcesInfo); engines says ≥ 20.
-  'processResources',
-  'processHandles',
-  'processRequests',
-  'heapSizeAndUsed',
-  'heapSpacesSizeAndUsed',
-  'version',
-  'gc',
-];
-
-/** process_cpu_{user,system,}_seconds_total, as prom-client's default metrics name them. */
-function processCpu(registry: Prom.Registry): void {
-  let last = process.cpuUsage();
-  const registers = [registry];
-  const system = new Counter({
-    name: 'process_cpu_system_seconds_total',
-    help: 'Total system CPU time spent in seconds.',
-    registers,
-  });
-  const total = new Counter({
-    name: 'process_cpu_seconds_total',
-    help: 'Total user and system CPU time spent in seconds.',
-    registers,
-  });
-  new Counter({
-    name: 'process_cpu_user_seconds_total',
-    help: 'Total user CPU time spent in seconds.',
-    registers,
-    // One collect moves all three, so a scrape sees them consistent.
-    collect() {
-      const now = process.cpuUsage();
-      const user = (now.user - last.user) / 1e6;
-      const sys = (now.system - last.system) / 1e6;
-      last = now;
-      this.inc(user);
-      system.inc(sys);
-      total.inc(user + sys);
-    },
-  });
-}
-
-export function collectProcessMetrics(registry: Prom.Registry): void {
-  processCpu(registry);
-  const config = { eventLoopMonitoringPrecision: 10 };
-  for (const name of DEFAULT_METRIC_MODULES) {
-    (load(`prom-client/lib/metrics/${name}`) as DefaultMetric)(registry, config);
-  }
+export function defaultMetric(name: string): DefaultMetric {
+  return load(`prom-client/lib/metrics/${name}`) as DefaultMetric;
 }

@@ -65,7 +65,7 @@ export class GatewayMetrics {
   private readonly services = new Map<string, ServiceStats>();
 
   constructor(openConnections: () => Iterable<ByteSource>, withProcessMetrics = true) {
-    this.registry = createRegistry('eastwest-gateway', withProcessMetrics);
+    this.registry = createRegistry('eastwest-gateway', withProcessMetrics ? 'full' : 'off');
     const registers = [this.registry];
     const connectionsMetric: Counter = new Counter({
       name: 'meshfed_gateway_connections_total',

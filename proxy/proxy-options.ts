@@ -7,6 +7,7 @@
 import { isIP } from 'node:net';
 import { ErrorCodes, MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
+import { PROCESS_METRICS_SETS, type ProcessMetricsSet } from '../core/process-metrics.js';
 import type { AccessLogSink } from './telemetry/access-log.js';
 import type { ProxyCredentials } from './tls/tls-material.js';
 
@@ -79,6 +80,8 @@ export interface ProxyOptions {
   accessLogSink?: AccessLogSink;
   /** OTLP/HTTP collector base URL (spans go to <url>/v1/traces); tracing is off without it. */
   otlpEndpoint?: string;
+  /** Process metrics on the Prometheus port (core/process-metrics.ts); default `lean`. */
+  processMetrics?: ProcessMetricsSet;
   limits?: ProxyLimitsOptions;
   /** Get config and certificates from a zone CP (MDS + CA). */
   zoneCp?: ZoneCpOptions;
@@ -101,6 +104,7 @@ export interface ResolvedProxyOptions {
   appHost: string;
   tcpListeners: TcpListenerOption[];
   accessLog: boolean;
+  processMetrics: ProcessMetricsSet;
   limits: Required<ProxyLimitsOptions>;
 }
 
@@ -165,6 +169,12 @@ export function resolveProxyOptions(options: ProxyOptions): ResolvedProxyOptions
   if (options.otlpEndpoint !== undefined && !/^https?:\/\//.test(options.otlpEndpoint)) {
     throw bad(`otlpEndpoint must be an http(s) URL, got ${JSON.stringify(options.otlpEndpoint)}`);
   }
+  const processMetrics = options.processMetrics ?? 'lean';
+  if (!PROCESS_METRICS_SETS.includes(processMetrics)) {
+    throw bad(
+      `processMetrics must be one of ${PROCESS_METRICS_SETS.join(', ')}, got ${JSON.stringify(processMetrics)}`,
+    );
+  }
   const l = options.limits ?? {};
   return {
     proxyId:
@@ -180,6 +190,7 @@ export function resolveProxyOptions(options: ProxyOptions): ResolvedProxyOptions
     appHost: checkHost(options.appHost, 'appHost', '127.0.0.1'),
     tcpListeners,
     accessLog: options.accessLog ?? false,
+    processMetrics,
     limits: {
       maxHeaderBytes: checkPositive(l.maxHeaderBytes, 'maxHeaderBytes', 16 * 1024),
       headersTimeoutMs: checkPositive(l.headersTimeoutMs, 'headersTimeoutMs', 10_000),

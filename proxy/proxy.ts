@@ -91,7 +91,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
     this.options = resolveProxyOptions(options);
     this.logger = options.logger ?? createLogger('proxy');
     this.appHost = this.options.appHost;
-    this.registry = createRegistry('proxy');
+    this.registry = createRegistry('proxy', this.options.processMetrics);
     this.metrics = new IstioMetrics(this.registry, this.options.limits.maxSeries);
     this.stats = new ProxyStats(this.registry, () => this.#ejections());
     this.accessLog = new AccessLog(this.options.accessLog, options.accessLogSink);

@@ -117,6 +117,27 @@ export function cpuSeconds(pid: number): number {
   }
 }
 
+/** Context switches of a process's main thread (Linux /proc): with nothing to do, one per event-loop wake-up. */
+function mainThreadSwitches(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const voluntary = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+    const involuntary = Number(/^nonvoluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? NaN);
+    return voluntary + involuntary;
+  } catch {
+    return NaN;
+  }
+}
+
+/** How many times a second each process's main thread wakes while nobody sends it anything, over `ms`. */
+export async function idleWakeupsPerSecond(pids: number[], ms = 3000): Promise<number[]> {
+  const before = pids.map(mainThreadSwitches);
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return pids.map(
+    (pid, i) => Math.round(((mainThreadSwitches(pid) - (before[i] ?? NaN)) / ms) * 10_000) / 10,
+  );
+}
+
 /** Largest RSS (MiB) seen while `work` runs, sampled every 100 ms. */
 export async function peakRss<T>(
   pids: number[],

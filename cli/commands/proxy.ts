@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
+import { PROCESS_METRICS_SETS, type ProcessMetricsSet } from '../../core/process-metrics.js';
 import { parseDuration } from '../../core/resource/duration.js';
 import type { ProxyOptions, TcpListenerOption } from '../../proxy/index.js';
 import { parseByteSize, parseHost, parsePort } from '../flags.js';
@@ -34,6 +35,7 @@ interface ProxyFlags {
   tcpPort?: TcpListenerOption[];
   accessLog?: boolean;
   otlpEndpoint?: string;
+  processMetrics?: ProcessMetricsSet;
   snapshotFile?: string;
   certFile?: string;
   keyFile?: string;
@@ -144,6 +146,7 @@ export function proxyOptionsFrom(flags: ProxyFlags): ProxyOptions {
   if (flags.tcpPort !== undefined) options.tcpListeners = flags.tcpPort;
   if (flags.accessLog !== undefined) options.accessLog = flags.accessLog;
   if (flags.otlpEndpoint !== undefined) options.otlpEndpoint = flags.otlpEndpoint;
+  if (flags.processMetrics !== undefined) options.processMetrics = flags.processMetrics;
   if (flags.mdsAddress !== undefined && flags.mdsCaFile !== undefined) {
     options.zoneCp = {
       address: flags.mdsAddress,
@@ -265,6 +268,14 @@ export function registerProxyCommand(program: Command): void {
       new Option('--otlp-endpoint <url>', 'export spans to this OTLP/HTTP collector').env(
         'MESHFED_OTLP_ENDPOINT',
       ),
+    )
+    .addOption(
+      new Option(
+        '--process-metrics <set>',
+        'process metrics on the Prometheus port: lean (computed when scraped), full (adds the event-loop delay histogram and GC durations, sampled continuously) or off',
+      )
+        .choices(PROCESS_METRICS_SETS)
+        .env('MESHFED_PROXY_PROCESS_METRICS'),
     )
     .addOption(
       new Option('--snapshot-file <file>', 'static SidecarSnapshot JSON (no zone CP)').env(

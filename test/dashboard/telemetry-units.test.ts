@@ -75,7 +75,7 @@ describe('what peers send is checked', () => {
 
 describe('the proxy reports deltas of its source-side series', () => {
   it('reports what happened since the previous report, and nothing when idle', () => {
-    const registry = createRegistry('proxy-test', false);
+    const registry = createRegistry('proxy-test', 'off');
     const metrics = new IstioMetrics(registry);
     const self: PeerLabels = {
       ...UNKNOWN_PEER,
@@ -138,7 +138,7 @@ describe('the proxy reports deltas of its source-side series', () => {
   });
 
   it('keeps the counts when the stream is down and sends them with the next report', () => {
-    const metrics = new IstioMetrics(createRegistry('proxy-test', false));
+    const metrics = new IstioMetrics(createRegistry('proxy-test', 'off'));
     const base = metrics.base({
       reporter: 'source',
       source: UNKNOWN_PEER,

@@ -324,7 +324,7 @@ export async function startBareKds(
   const tokens = await TokenService.open(store, logger);
   const material = createRootCa({ trustDomain: 'cluster.local' });
   const trustRoot = loadCa(material.certPem, material.keyPem);
-  const metrics = createRegistry('global-cp', false);
+  const metrics = createRegistry('global-cp', 'off');
   const server = await startKdsServer({
     store,
     tokens,

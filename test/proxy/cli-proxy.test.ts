@@ -118,7 +118,14 @@ describe('meshfed proxy', () => {
     await waitFor(() => cli?.stdout().includes('/through-the-cli') || undefined, {
       what: 'the access log line on stdout',
     });
-    expect((await fetch(`http://127.0.0.1:${ports.metrics}/stats/prometheus`)).status).toBe(200);
+    const scrape = await fetch(`http://127.0.0.1:${ports.metrics}/stats/prometheus`);
+    expect(scrape.status).toBe(200);
+    // The lean process metrics by default: computed at the scrape, nothing sampled in between.
+    const metrics = await scrape.text();
+    expect(metrics).toMatch(/^process_resident_memory_bytes\{component="proxy"\} \d+/m);
+    expect(metrics).toMatch(/^nodejs_eventloop_lag_seconds\{component="proxy"\} /m);
+    expect(metrics).not.toContain('nodejs_gc_duration_seconds');
+    expect(metrics).not.toContain('nodejs_eventloop_lag_p99_seconds');
     cli.child.kill('SIGTERM');
     const result = await cli.exited;
     expect(result.code).toBe(0);
@@ -137,6 +144,9 @@ describe('meshfed proxy', () => {
     ]);
     expect(halfCreds.code).not.toBe(0);
     expect(halfCreds.stderr).toContain('--cert-file, --key-file and --trust-bundle-file go together');
+    const badSet = await runCli(['proxy', '--process-metrics', 'everything']);
+    expect(badSet.code).not.toBe(0);
+    expect(badSet.stderr).toContain("argument 'everything' is invalid. Allowed choices are lean, full, off.");
     const badTcp = await runCli(['proxy', '--tcp-port', 'db:5432']);
     expect(badTcp.code).not.toBe(0);
     expect(badTcp.stderr).toContain('service:port=localPort');
@@ -171,7 +181,7 @@ describe('meshfed proxy', () => {
     const child = spawn(
       process.execPath,
       [lean, ...proxyFlagsFromFiles(portsFile), '--trust-bundle-file', path.join(dir, 'roots.pem')],
-      { env: cliEnv(), stdio: ['ignore', 'ignore', 'pipe'] },
+      { env: { ...cliEnv(), MESHFED_PROXY_PROCESS_METRICS: 'full' }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
     child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
@@ -180,7 +190,7 @@ describe('meshfed proxy', () => {
       const ports = await waitFor(
         () => {
           try {
-            return JSON.parse(readFileSync(portsFile, 'utf8')) as { outbound: number };
+            return JSON.parse(readFileSync(portsFile, 'utf8')) as { outbound: number; metrics: number };
           } catch {
             return undefined;
           }
@@ -190,6 +200,10 @@ describe('meshfed proxy', () => {
       const answer = await request(ports.outbound, 'backend', '/through-the-lean-entry');
       expect(answer.status).toBe(200);
       expect(answer.body).toBe('backend\n');
+      // MESHFED_PROXY_PROCESS_METRICS=full adds the two sampled between scrapes.
+      const metrics = await (await fetch(`http://127.0.0.1:${ports.metrics}/metrics`)).text();
+      expect(metrics).toContain('nodejs_gc_duration_seconds');
+      expect(metrics).toContain('nodejs_eventloop_lag_p99_seconds');
       child.kill('SIGTERM');
       expect(await exited).toBe(0);
     } finally {
