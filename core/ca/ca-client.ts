@@ -6,10 +6,10 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import type { Client, ServiceError } from '@grpc/grpc-js';
+import { Client } from '@grpc/grpc-js';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { buildCsr } from '../pki/csr.js';
-import { loadService } from './grpc-service.js';
+import { decodeSignResponse, encodeSignRequest, type SignResponseWire } from './ca-codec.js';
 import {
   meshErrorFromGrpc,
   zoneCallMetadata,
@@ -47,21 +47,8 @@ export interface IssuedCertificate {
   serial: string;
 }
 
-/** The wire shape of SignResponse (proto-loader, keepCase, longs as strings). */
-interface SignResponseWire {
-  cert_chain_pem?: string[];
-  trust_bundle_pem?: string[];
-  spiffe_id?: string;
-  not_after?: string | number;
-  serial?: string;
-}
-
-type UnaryCall = (
-  request: unknown,
-  metadata: unknown,
-  options: { deadline: Date },
-  callback: (err: ServiceError | null, response?: SignResponseWire) => void,
-) => void;
+/** The one RPC, called by path with the lean codec (ca-codec.ts) rather than a proto-loader client. */
+const SIGN_METHOD = `/${CA_SERVICE}/Sign`;
 
 /**
  * Asks the zone CA for a certificate. Rejects with a MeshError whose code
@@ -74,27 +61,25 @@ export async function requestCertificate(request: CertificateRequest): Promise<I
     throw new MeshError(ErrorCodes.INVALID_ARGUMENT, 'ttlSeconds must be a whole number of seconds');
   }
   const csrPem = buildCsr(request.privateKey, request.publicKey);
-  const { Client: CaClient } = loadService('ca.proto', CA_SERVICE);
-  const client: Client = new CaClient(
-    request.address,
-    zoneChannelCredentials(request.caPem, request.credential),
-    {
-      ...zoneChannelOptions(),
-      // One short-lived channel per request: renewals are rare, and a fresh
-      // channel picks up a renewed client certificate.
-      'grpc.use_local_subchannel_pool': 1,
-    },
-  );
+  const client = new Client(request.address, zoneChannelCredentials(request.caPem, request.credential), {
+    ...zoneChannelOptions(),
+    // One short-lived channel per request: renewals are rare, and a fresh
+    // channel picks up a renewed client certificate.
+    'grpc.use_local_subchannel_pool': 1,
+  });
   try {
-    const sign = (client as unknown as { Sign: UnaryCall }).Sign.bind(client);
     const response = await new Promise<SignResponseWire>((resolve, reject) => {
-      sign(
+      client.makeUnaryRequest(
+        SIGN_METHOD,
+        encodeSignRequest,
+        decodeSignResponse,
         { csr_pem: csrPem, ttl_seconds: ttl },
         zoneCallMetadata(request.credential),
         { deadline: new Date(Date.now() + (request.timeoutMs ?? 10_000)) },
         (err, value) => {
           if (err) reject(meshErrorFromGrpc(err, `certificate request to ${request.address} failed`));
-          else resolve(value ?? {});
+          else if (value === undefined) reject(new MeshError(ErrorCodes.PKI, 'the zone CA sent no answer'));
+          else resolve(value);
         },
       );
     });
@@ -105,9 +90,9 @@ export async function requestCertificate(request: CertificateRequest): Promise<I
 }
 
 function parseResponse(response: SignResponseWire): IssuedCertificate {
-  const chain = response.cert_chain_pem ?? [];
-  const bundle = response.trust_bundle_pem ?? [];
-  const notAfterSeconds = Number(response.not_after ?? 0);
+  const chain = response.cert_chain_pem;
+  const bundle = response.trust_bundle_pem;
+  const notAfterSeconds = Number(response.not_after);
   if (chain.length === 0 || bundle.length === 0 || !response.spiffe_id || !(notAfterSeconds > 0)) {
     throw new MeshError(
       ErrorCodes.PKI,
@@ -119,7 +104,7 @@ function parseResponse(response: SignResponseWire): IssuedCertificate {
     trustBundlePem: bundle.map(withNewline).join(''),
     spiffeId: response.spiffe_id,
     notAfter: new Date(notAfterSeconds * 1000),
-    serial: response.serial ?? '',
+    serial: response.serial,
   };
 }
 

@@ -8,10 +8,9 @@
  */
 
 import { EventEmitter } from 'node:events';
-import type { Client, ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
+import { Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { ErrorCodes, MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { loadService } from '../ca/grpc-service.js';
 import {
   meshErrorFromGrpc,
   zoneCallMetadata,
@@ -27,6 +26,10 @@ import {
   type ProxyKind,
   type ProxyMessageWire,
 } from './mds-messages.js';
+import { decodeControlMessage, encodeProxyMessage } from './mds-codec.js';
+
+/** The one RPC, called by path with the lean codec (mds-codec.ts) rather than a proto-loader client. */
+const STREAM_METHOD = `/${MDS_SERVICE}/Stream`;
 
 /** One snapshot as received: `json` is the parsed snapshot (core/mesh/snapshot.ts). */
 export interface ReceivedSnapshot {
@@ -61,8 +64,6 @@ export interface MdsClientOptions {
   initialBackoffMs?: number;
   maxBackoffMs?: number;
 }
-
-type StreamCall = (metadata: unknown) => ClientDuplexStream<ProxyMessageWire, ControlMessageWire>;
 
 /** Events: `connected`, `disconnected(error?)`, `applied(version)`, `rejected(version, error)`. */
 export class MdsClient extends EventEmitter {
@@ -136,7 +137,6 @@ export class MdsClient extends EventEmitter {
 
   #connect(): void {
     if (this.#closed) return;
-    const { Client: MdsGrpcClient } = loadService('mds.proto', MDS_SERVICE);
     let credential: ZoneCredential;
     let caPem: string;
     try {
@@ -146,7 +146,7 @@ export class MdsClient extends EventEmitter {
       this.#fail(new MeshError(ErrorCodes.UNAUTHENTICATED, `no MDS credential: ${(err as Error).message}`));
       return;
     }
-    const client = new MdsGrpcClient(this.#options.address, zoneChannelCredentials(caPem, credential), {
+    const client = new Client(this.#options.address, zoneChannelCredentials(caPem, credential), {
       ...zoneChannelOptions(),
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
@@ -154,7 +154,10 @@ export class MdsClient extends EventEmitter {
       'grpc.use_local_subchannel_pool': 1,
     });
     this.#client = client;
-    const stream = (client as unknown as { Stream: StreamCall }).Stream.bind(client)(
+    const stream = client.makeBidiStreamRequest<ProxyMessageWire, ControlMessageWire>(
+      STREAM_METHOD,
+      encodeProxyMessage,
+      decodeControlMessage,
       zoneCallMetadata(credential),
     );
     this.#stream = stream;
