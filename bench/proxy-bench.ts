@@ -23,7 +23,10 @@
  * previous dist/: a fourth chain "baseline" from those proxies, measured in
  * the same rounds, so a change is judged side by side on a noisy machine),
  * BENCH_BASELINE_NODE_ARGS (node flags of the baseline proxies; default
- * BENCH_PROXY_NODE_ARGS).
+ * BENCH_PROXY_NODE_ARGS), BENCH_PROXY_CONFIG (`mds`, the default: the
+ * proxies get their snapshots over an open MDS stream from a fixed MDS
+ * server in this process, support/fixed-mds.ts, as deployed sidecars do;
+ * `file`: from --snapshot-file, without the MDS client).
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -33,6 +36,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
+import { ZONE_CP_SERVER_NAME } from '../core/ca/zone-channel.js';
 import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh } from '../test/common/pki-fixtures.js';
 import { addedPercentiles, median, round, rssMiB } from './support/load.js';
@@ -46,6 +50,7 @@ import {
   wrk,
   type LatencyResult,
 } from './support/load-tools.js';
+import { startFixedMds, type FixedMds } from './support/fixed-mds.js';
 import { chainTransit } from './support/pcap-http-transit.js';
 import { freePort, startNginxApp, startNginxChain } from './support/nginx-mtls-chain.js';
 
@@ -68,6 +73,10 @@ const BASELINE_NODE_ARGS = (process.env.BENCH_BASELINE_NODE_ARGS ?? process.env.
   .split(' ')
   .filter((a) => a !== '');
 const NS = 'bench';
+const CONFIG_SOURCE = process.env.BENCH_PROXY_CONFIG ?? 'mds';
+if (CONFIG_SOURCE !== 'mds' && CONFIG_SOURCE !== 'file') {
+  throw new Error(`BENCH_PROXY_CONFIG must be mds or file, got ${CONFIG_SOURCE}`);
+}
 
 function snapshot(
   workload: string,
@@ -94,17 +103,33 @@ function snapshot(
   };
 }
 
+function configFlags(
+  name: string,
+  snapshot: SidecarSnapshot,
+  source: ConfigSource,
+  write: (file: string, content: string) => string,
+): string[] {
+  if ('file' in source) return ['--snapshot-file', write('snapshot.json', JSON.stringify(snapshot))];
+  source.mds.register(name, snapshot);
+  return ['--mds-address', source.mds.address, '--mds-ca-file', write('mds-ca.pem', source.caPem)];
+}
+
 interface ProxyProcess {
   pid: number;
   child: ChildProcess;
   stop(): Promise<void>;
 }
 
+/** Where a bench proxy gets its snapshot: a file, or the fixed MDS server (with its CA). */
+type ConfigSource = { file: true } | { mds: FixedMds; caPem: string };
+
 async function startMeshfedProxy(
   dir: string,
   name: string,
+  snapshot: SidecarSnapshot,
   files: Record<string, string>,
   ports: Record<string, number>,
+  source: ConfigSource,
   cli = CLI,
   nodeArgs = NODE_ARGS,
 ): Promise<ProxyProcess> {
@@ -122,8 +147,7 @@ async function startMeshfedProxy(
     name,
     '--namespace',
     NS,
-    '--snapshot-file',
-    write('snapshot.json', files.snapshot ?? ''),
+    ...configFlags(name, snapshot, source, write),
     '--cert-file',
     write('cert.pem', files.cert ?? ''),
     '--key-file',
@@ -286,6 +310,17 @@ async function main(): Promise<void> {
   try {
     const app = await startNginxApp(dir);
     stops.push(() => app.stop());
+    let source: ConfigSource = { file: true };
+    if (CONFIG_SOURCE === 'mds') {
+      const zone = mesh.workload({
+        namespace: NS,
+        serviceAccount: 'zone-cp',
+        dnsNames: [ZONE_CP_SERVER_NAME],
+      });
+      const mds = await startFixedMds(zone);
+      stops.push(async () => mds.close());
+      source = { mds, caPem: mesh.rootPem };
+    }
     const startPair = async (
       cli: string,
       prefix: string,
@@ -296,21 +331,16 @@ async function main(): Promise<void> {
       const serverProxy = await startMeshfedProxy(
         dir,
         `${prefix}app`,
-        {
-          snapshot: JSON.stringify(
-            snapshot('app', mesh, {
-              inbound: {
-                ports: [{ port: 80, targetPort: app.port, protocol: 'http', mtls: 'STRICT' }],
-                defaultMtls: 'STRICT',
-                authorization: [],
-              },
-            }),
-          ),
-          cert: server.certChainPem,
-          key: server.keyPem,
-          roots: mesh.rootPem,
-        },
+        snapshot('app', mesh, {
+          inbound: {
+            ports: [{ port: 80, targetPort: app.port, protocol: 'http', mtls: 'STRICT' }],
+            defaultMtls: 'STRICT',
+            authorization: [],
+          },
+        }),
+        { cert: server.certChainPem, key: server.keyPem, roots: mesh.rootPem },
         serverPorts,
+        source,
         cli,
         nodeArgs,
       );
@@ -318,49 +348,44 @@ async function main(): Promise<void> {
       const clientProxy = await startMeshfedProxy(
         dir,
         `${prefix}client`,
-        {
-          snapshot: JSON.stringify(
-            snapshot('client', mesh, {
-              outbound: {
-                services: [
+        snapshot('client', mesh, {
+          outbound: {
+            services: [
+              {
+                host: `app.${NS}.svc.cluster.local`,
+                name: 'app',
+                namespace: NS,
+                aliases: ['app'],
+                ports: [{ name: 'http', port: 80, protocol: 'http' }],
+                http: [],
+                tcp: [],
+                locality: { preferLocalZone: true, pinnedToZone: false },
+                clusters: [
                   {
-                    host: `app.${NS}.svc.cluster.local`,
-                    name: 'app',
-                    namespace: NS,
-                    aliases: ['app'],
-                    ports: [{ name: 'http', port: 80, protocol: 'http' }],
-                    http: [],
-                    tcp: [],
-                    locality: { preferLocalZone: true, pinnedToZone: false },
-                    clusters: [
+                    subset: '_',
+                    trafficPolicy: H2 ? { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } : {},
+                    endpoints: [
                       {
-                        subset: '_',
-                        trafficPolicy: H2 ? { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } : {},
-                        endpoints: [
-                          {
-                            address: '127.0.0.1',
-                            port: serverPorts.inbound,
-                            via: 'sidecar',
-                            zone: 'zone-a',
-                            weight: 1,
-                            healthy: true,
-                            labels: { app: 'app' },
-                            workload: 'app',
-                            identities: [`spiffe://cluster.local/ns/${NS}/sa/app`],
-                          },
-                        ],
+                        address: '127.0.0.1',
+                        port: serverPorts.inbound,
+                        via: 'sidecar',
+                        zone: 'zone-a',
+                        weight: 1,
+                        healthy: true,
+                        labels: { app: 'app' },
+                        workload: 'app',
+                        identities: [`spiffe://cluster.local/ns/${NS}/sa/app`],
                       },
                     ],
                   },
                 ],
               },
-            }),
-          ),
-          cert: client.certChainPem,
-          key: client.keyPem,
-          roots: mesh.rootPem,
-        },
+            ],
+          },
+        }),
+        { cert: client.certChainPem, key: client.keyPem, roots: mesh.rootPem },
         clientPorts,
+        source,
         cli,
         nodeArgs,
       );
@@ -504,6 +529,7 @@ async function main(): Promise<void> {
       proxyNodeArgs: NODE_ARGS,
       proxyEntry: path.relative(process.cwd(), CLI),
       proxyToProxy: H2 ? 'h2' : 'http/1.1',
+      proxyConfig: CONFIG_SOURCE,
       loadAverage: os.loadavg().map((l) => round(l, 2)),
       direct: {
         p50Ms: round(medianOf(direct.fixed, 'p50'), 3),
