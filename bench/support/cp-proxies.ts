@@ -12,7 +12,11 @@ import { performance } from 'node:perf_hooks';
 import type { Client, ServiceError } from '@grpc/grpc-js';
 import { CA_SERVICE } from '../../core/ca/ca-client.js';
 import { loadService } from '../../core/ca/grpc-service.js';
-import { zoneCallMetadata, zoneChannelCredentials, zoneChannelOptions } from '../../core/ca/zone-channel.js';
+import {
+  grpcJsZoneCredentials,
+  grpcJsZoneMetadata,
+  grpcJsZoneOptions,
+} from '../../test/common/zone-grpc-js.js';
 import { MdsClient } from '../../core/mds/mds-client.js';
 import { setLogSink } from '../../core/log.js';
 import { generateKeyPair } from '../../core/pki/ca.js';
@@ -124,8 +128,8 @@ async function signLoop(seconds: number, concurrency: number): Promise<void> {
   const channels: Client[] = Array.from(
     { length: Number(process.env.BENCH_SIGN_CHANNELS ?? 4) },
     () =>
-      new CaClient(address, zoneChannelCredentials(caPem, { token }), {
-        ...zoneChannelOptions(),
+      new CaClient(address, grpcJsZoneCredentials(caPem, { token }), {
+        ...grpcJsZoneOptions(),
         'grpc.use_local_subchannel_pool': 1,
       }),
   );
@@ -133,7 +137,7 @@ async function signLoop(seconds: number, concurrency: number): Promise<void> {
     const { privateKey, publicKey } = generateKeyPair();
     return buildCsr(privateKey, publicKey);
   });
-  const metadata = zoneCallMetadata({ token });
+  const metadata = grpcJsZoneMetadata({ token });
   type Sign = (req: unknown, md: unknown, cb: (err: ServiceError | null) => void) => void;
   const call = (i: number): Promise<boolean> => {
     const client = channels[i % channels.length] as Client;

@@ -6,17 +6,11 @@
  */
 
 import type { KeyObject } from 'node:crypto';
-import { Client } from '@grpc/grpc-js';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { buildCsr } from '../pki/csr.js';
 import { decodeSignResponse, encodeSignRequest, type SignResponseWire } from './ca-codec.js';
-import {
-  meshErrorFromGrpc,
-  zoneCallMetadata,
-  zoneChannelCredentials,
-  zoneChannelOptions,
-  type ZoneCredential,
-} from './zone-channel.js';
+import type { GrpcStatusError } from '../grpc/grpc-codes.js';
+import { meshErrorFromGrpc, zoneCallMetadata, zoneChannel, type ZoneCredential } from './zone-channel.js';
 
 export const CA_SERVICE = 'meshfed.ca.v1.CertificateAuthority';
 
@@ -47,7 +41,7 @@ export interface IssuedCertificate {
   serial: string;
 }
 
-/** The one RPC, called by path with the lean codec (ca-codec.ts) rather than a proto-loader client. */
+/** The one RPC, called by path with the lean codec (ca-codec.ts). */
 const SIGN_METHOD = `/${CA_SERVICE}/Sign`;
 
 /**
@@ -61,31 +55,32 @@ export async function requestCertificate(request: CertificateRequest): Promise<I
     throw new MeshError(ErrorCodes.INVALID_ARGUMENT, 'ttlSeconds must be a whole number of seconds');
   }
   const csrPem = buildCsr(request.privateKey, request.publicKey);
-  const client = new Client(request.address, zoneChannelCredentials(request.caPem, request.credential), {
-    ...zoneChannelOptions(),
-    // One short-lived channel per request: renewals are rare, and a fresh
-    // channel picks up a renewed client certificate.
-    'grpc.use_local_subchannel_pool': 1,
-  });
+  // One short-lived channel per request: renewals are rare, and a fresh
+  // channel picks up a renewed client certificate.
+  const channel = zoneChannel(request.address, request.caPem, request.credential);
   try {
-    const response = await new Promise<SignResponseWire>((resolve, reject) => {
-      client.makeUnaryRequest(
+    const answer = await channel
+      .unary(
         SIGN_METHOD,
-        encodeSignRequest,
-        decodeSignResponse,
-        { csr_pem: csrPem, ttl_seconds: ttl },
+        encodeSignRequest({ csr_pem: csrPem, ttl_seconds: ttl }),
         zoneCallMetadata(request.credential),
-        { deadline: new Date(Date.now() + (request.timeoutMs ?? 10_000)) },
-        (err, value) => {
-          if (err) reject(meshErrorFromGrpc(err, `certificate request to ${request.address} failed`));
-          else if (value === undefined) reject(new MeshError(ErrorCodes.PKI, 'the zone CA sent no answer'));
-          else resolve(value);
-        },
+        request.timeoutMs ?? 10_000,
+      )
+      .catch((err: GrpcStatusError) => {
+        throw meshErrorFromGrpc(err, `certificate request to ${request.address} failed`);
+      });
+    let response: SignResponseWire;
+    try {
+      response = decodeSignResponse(answer);
+    } catch (err) {
+      throw new MeshError(
+        ErrorCodes.PKI,
+        `the zone CA's answer is not a SignResponse: ${(err as Error).message}`,
       );
-    });
+    }
     return parseResponse(response);
   } finally {
-    client.close();
+    channel.close();
   }
 }
 

@@ -8,16 +8,11 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { Client, type ClientDuplexStream, type ServiceError } from '@grpc/grpc-js';
 import { ErrorCodes, MeshError } from '../errors.js';
 import type { Logger } from '../log.js';
-import {
-  meshErrorFromGrpc,
-  zoneCallMetadata,
-  zoneChannelCredentials,
-  zoneChannelOptions,
-  type ZoneCredential,
-} from '../ca/zone-channel.js';
+import { meshErrorFromGrpc, zoneCallMetadata, zoneChannel, type ZoneCredential } from '../ca/zone-channel.js';
+import type { GrpcCall, GrpcChannel } from '../grpc/grpc-channel.js';
+import { GrpcCode, type GrpcStatusError } from '../grpc/grpc-codes.js';
 import {
   MAX_NACK_ERROR_LENGTH,
   MDS_PROTOCOL_VERSION,
@@ -28,7 +23,7 @@ import {
 } from './mds-messages.js';
 import { decodeControlMessage, encodeProxyMessage } from './mds-codec.js';
 
-/** The one RPC, called by path with the lean codec (mds-codec.ts) rather than a proto-loader client. */
+/** The one RPC, called by path with the lean codec (mds-codec.ts). */
 const STREAM_METHOD = `/${MDS_SERVICE}/Stream`;
 
 /** One snapshot as received: `json` is the parsed snapshot (core/mesh/snapshot.ts). */
@@ -67,8 +62,8 @@ export interface MdsClientOptions {
 
 /** Events: `connected`, `disconnected(error?)`, `applied(version)`, `rejected(version, error)`. */
 export class MdsClient extends EventEmitter {
-  #client: Client | undefined;
-  #stream: ClientDuplexStream<ProxyMessageWire, ControlMessageWire> | undefined;
+  #channel: GrpcChannel | undefined;
+  #stream: GrpcCall | undefined;
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
   #started = false;
@@ -113,7 +108,7 @@ export class MdsClient extends EventEmitter {
     const stream = this.#stream;
     if (!this.#connected || stream === undefined) return false;
     try {
-      stream.write({ report: { json } });
+      stream.write(encodeProxyMessage({ report: { json } }));
       return true;
     } catch {
       return false;
@@ -146,20 +141,14 @@ export class MdsClient extends EventEmitter {
       this.#fail(new MeshError(ErrorCodes.UNAUTHENTICATED, `no MDS credential: ${(err as Error).message}`));
       return;
     }
-    const client = new Client(this.#options.address, zoneChannelCredentials(caPem, credential), {
-      ...zoneChannelOptions(),
-      'grpc.keepalive_time_ms': 20_000,
-      'grpc.keepalive_timeout_ms': 10_000,
-      'grpc.max_receive_message_length': 64 * 1024 * 1024,
-      'grpc.use_local_subchannel_pool': 1,
+    // A channel per stream: a reconnect picks up a renewed certificate or a rotated token.
+    const channel = zoneChannel(this.#options.address, caPem, credential, {
+      keepaliveMs: 20_000,
+      keepaliveTimeoutMs: 10_000,
+      maxReceiveMessageBytes: 64 * 1024 * 1024,
     });
-    this.#client = client;
-    const stream = client.makeBidiStreamRequest<ProxyMessageWire, ControlMessageWire>(
-      STREAM_METHOD,
-      encodeProxyMessage,
-      decodeControlMessage,
-      zoneCallMetadata(credential),
-    );
+    this.#channel = channel;
+    const stream = channel.stream(STREAM_METHOD, zoneCallMetadata(credential));
     this.#stream = stream;
     let ended = false;
     const end = (err: MeshError | undefined): void => {
@@ -175,16 +164,23 @@ export class MdsClient extends EventEmitter {
     };
     // The zone sends headers once it accepted Hello, before any snapshot.
     stream.on('metadata', accepted);
-    stream.on('data', (message: ControlMessageWire) => {
+    stream.on('data', (bytes: Buffer) => {
       accepted();
+      let message: ControlMessageWire;
+      try {
+        message = decodeControlMessage(bytes);
+      } catch (err) {
+        stream.cancel(GrpcCode.INTERNAL, `undecodable message from the zone: ${(err as Error).message}`);
+        return;
+      }
       this.#onMessage(stream, message);
     });
-    stream.on('error', (err: ServiceError) =>
+    stream.on('error', (err: GrpcStatusError) =>
       end(meshErrorFromGrpc(err, `MDS stream to ${this.#options.address}`)),
     );
     stream.on('end', () => end(new MeshError(ErrorCodes.UNAVAILABLE, 'the zone ended the MDS stream')));
     const hello = this.#options.hello;
-    stream.write({
+    this.#send(stream, {
       hello: {
         proxy_id: hello.proxyId,
         kind: hello.kind,
@@ -197,10 +193,11 @@ export class MdsClient extends EventEmitter {
     });
   }
 
-  #onMessage(
-    stream: ClientDuplexStream<ProxyMessageWire, ControlMessageWire>,
-    message: ControlMessageWire,
-  ): void {
+  #send(stream: GrpcCall, message: ProxyMessageWire): void {
+    stream.write(encodeProxyMessage(message));
+  }
+
+  #onMessage(stream: GrpcCall, message: ControlMessageWire): void {
     const snapshot = message.snapshot;
     if (message.message !== 'snapshot' || !snapshot) return;
     const { version, nonce, type } = snapshot;
@@ -215,11 +212,11 @@ export class MdsClient extends EventEmitter {
       if (this.#stream !== stream) return;
       if (error === undefined) {
         this.#appliedVersion = version;
-        stream.write({ ack: { version, nonce } });
+        this.#send(stream, { ack: { version, nonce } });
         this.emit('applied', version);
       } else {
         this.#options.logger?.warn('refused a snapshot; keeping the last good config', { version, error });
-        stream.write({ nack: { version, nonce, error: error.slice(0, MAX_NACK_ERROR_LENGTH) } });
+        this.#send(stream, { nack: { version, nonce, error: error.slice(0, MAX_NACK_ERROR_LENGTH) } });
         this.emit('rejected', version, error);
       }
     });
@@ -252,7 +249,7 @@ export class MdsClient extends EventEmitter {
       stream.on('error', () => undefined);
       stream.cancel();
     }
-    this.#client?.close();
-    this.#client = undefined;
+    this.#channel?.close();
+    this.#channel = undefined;
   }
 }

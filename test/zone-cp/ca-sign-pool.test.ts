@@ -8,7 +8,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { CA_SERVICE } from '../../core/ca/ca-client.js';
 import { loadService } from '../../core/ca/grpc-service.js';
-import { zoneCallMetadata, zoneChannelCredentials, zoneChannelOptions } from '../../core/ca/zone-channel.js';
+import { grpcJsZoneCredentials, grpcJsZoneMetadata, grpcJsZoneOptions } from '../common/zone-grpc-js.js';
 import { ErrorCodes, isMeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { createRegistry } from '../../core/metrics.js';
@@ -316,8 +316,8 @@ describe('zone CA through gRPC with the worker pool', () => {
     const { Client: CaClient } = loadService('ca.proto', CA_SERVICE);
     const client: Client = new CaClient(
       zone.cp.grpcAddress,
-      zoneChannelCredentials(zone.cp.caPem, { token }),
-      zoneChannelOptions(),
+      grpcJsZoneCredentials(zone.cp.caPem, { token }),
+      grpcJsZoneOptions(),
     );
     type Sign = (
       req: unknown,
@@ -329,7 +329,7 @@ describe('zone CA through gRPC with the worker pool', () => {
         (client as unknown as { Sign: Sign }).Sign.call(
           client,
           { csr_pem: csrPem },
-          zoneCallMetadata({ token }),
+          grpcJsZoneMetadata({ token }),
           (err, res) =>
             resolve(
               err ? { code: err.code, details: err.details } : { code: status.OK, spiffeId: res?.spiffe_id },

@@ -4,7 +4,7 @@ import { status, type Client, type ServiceError } from '@grpc/grpc-js';
 import { requestCertificate, CA_SERVICE, type IssuedCertificate } from '../../core/ca/ca-client.js';
 import { CertificateManager, type CurrentCertificate } from '../../core/ca/cert-manager.js';
 import { loadService } from '../../core/ca/grpc-service.js';
-import { zoneCallMetadata, zoneChannelCredentials, zoneChannelOptions } from '../../core/ca/zone-channel.js';
+import { grpcJsZoneCredentials, grpcJsZoneMetadata, grpcJsZoneOptions } from '../common/zone-grpc-js.js';
 import { isMeshError, type MeshError } from '../../core/errors.js';
 import { generateKeyPair } from '../../core/pki/ca.js';
 import { buildCsr } from '../../core/pki/csr.js';
@@ -308,8 +308,8 @@ function rawClient(zone: TestZoneCp, credential: { token: string } | undefined):
   const { Client: CaClient } = loadService('ca.proto', CA_SERVICE);
   return new CaClient(
     zone.cp.grpcAddress,
-    zoneChannelCredentials(zone.cp.caPem, credential),
-    zoneChannelOptions(),
+    grpcJsZoneCredentials(zone.cp.caPem, credential),
+    grpcJsZoneOptions(),
   );
 }
 
@@ -320,7 +320,7 @@ async function rawSign(zone: TestZoneCp, csrPem: string, credential: { token: st
       (client as unknown as { Sign: RawCall }).Sign.call(
         client,
         { csr_pem: csrPem },
-        zoneCallMetadata(credential),
+        grpcJsZoneMetadata(credential),
         (err, res) => (err ? reject(err) : resolve(res ?? { cert_chain_pem: [], spiffe_id: '' })),
       ),
     );
@@ -340,7 +340,7 @@ async function rawSignError(
       (client as unknown as { Sign: RawCall }).Sign.call(
         client,
         { csr_pem: csrPem },
-        zoneCallMetadata(credential),
+        grpcJsZoneMetadata(credential),
         (err) => (err ? resolve(err) : reject(new Error('accepted'))),
       ),
     );

@@ -5,13 +5,9 @@
 
 import type { ClientDuplexStream, ServiceError } from '@grpc/grpc-js';
 import { loadService } from '../../core/ca/grpc-service.js';
-import {
-  zoneCallMetadata,
-  zoneChannelCredentials,
-  zoneChannelOptions,
-  type ZoneCredential,
-} from '../../core/ca/zone-channel.js';
+import type { ZoneCredential } from '../../core/ca/zone-channel.js';
 import { MDS_SERVICE, type ControlMessageWire, type ProxyMessageWire } from '../../core/mds/mds-messages.js';
+import { grpcJsZoneCredentials, grpcJsZoneMetadata, grpcJsZoneOptions } from '../common/zone-grpc-js.js';
 import { waitFor } from '../common/wait.js';
 
 export interface RawStream {
@@ -26,10 +22,10 @@ export interface RawStream {
 
 export function openRawStream(address: string, caPem: string, credential?: ZoneCredential): RawStream {
   const { Client } = loadService('mds.proto', MDS_SERVICE);
-  const client = new Client(address, zoneChannelCredentials(caPem, credential), zoneChannelOptions());
+  const client = new Client(address, grpcJsZoneCredentials(caPem, credential), grpcJsZoneOptions());
   const call = (
     client as unknown as { Stream: (md: unknown) => ClientDuplexStream<ProxyMessageWire, ControlMessageWire> }
-  ).Stream.call(client, zoneCallMetadata(credential));
+  ).Stream.call(client, grpcJsZoneMetadata(credential));
   const snapshots: RawStream['snapshots'] = [];
   call.on('data', (message: ControlMessageWire) => {
     const s = message.snapshot;

@@ -1,0 +1,318 @@
+/**
+ * A gRPC client over node:http2 for the workload side's calls to its zone
+ * CP: the MDS stream and the CA's Sign (core/mds/mds-client.ts,
+ * core/ca/ca-client.ts), made by the sidecar, the gateway and the VM agent.
+ * Those two calls need TLS with a pinned root, metadata, length-prefixed
+ * messages, status from trailers, deadlines and keepalive pings; @grpc/grpc-js
+ * brings a channel stack, name resolution, load balancing and retries on
+ * top, ~4 MiB of resident memory in every sidecar (measured on Node 20).
+ * The zone CP, one process per zone, keeps grpc-js as its server.
+ *
+ * HTTP/2 itself (flow control, GOAWAY, stream limits) is node:http2's.
+ * Failures end a call with a GrpcStatusError whose code follows gRPC's own
+ * mapping (an unreachable server is UNAVAILABLE, a reset stream is what its
+ * RST_STREAM code means, a non-200 answer is what its HTTP status means).
+ */
+
+import { EventEmitter } from 'node:events';
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { PeerCertificate } from 'node:tls';
+import { GrpcCode, GrpcStatusError } from './grpc-codes.js';
+import { encodeGrpcFrame, GrpcFrameDecoder } from './grpc-frames.js';
+
+export interface GrpcChannelOptions {
+  /** host:port, or [v6]:port. */
+  address: string;
+  tls: {
+    /** PEM roots the server's certificate must chain to. */
+    ca: string;
+    /** A client certificate chain and key, for mTLS. */
+    cert?: string;
+    key?: string;
+    /** SNI, and the name checkServerIdentity is asked about. */
+    servername: string;
+    checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined;
+  };
+  /** `:authority` of every call. */
+  authority: string;
+  /** Ping the server this often while connected (0: never); no answer within `keepaliveTimeoutMs` drops the connection. */
+  keepaliveMs?: number;
+  keepaliveTimeoutMs?: number;
+  /** Largest message accepted from the server; default 4 MiB, as gRPC's. */
+  maxReceiveMessageBytes?: number;
+}
+
+/** Request metadata: lower-case names, ASCII values. */
+export type GrpcMetadata = Record<string, string>;
+
+/** What an RST_STREAM code means as a gRPC status (as grpc-js maps it). */
+function codeOfReset(rstCode: number): number {
+  const c = http2.constants;
+  if (rstCode === c.NGHTTP2_REFUSED_STREAM) return GrpcCode.UNAVAILABLE;
+  if (rstCode === c.NGHTTP2_CANCEL) return GrpcCode.CANCELLED;
+  if (rstCode === c.NGHTTP2_ENHANCE_YOUR_CALM) return GrpcCode.RESOURCE_EXHAUSTED;
+  if (rstCode === c.NGHTTP2_INADEQUATE_SECURITY) return GrpcCode.PERMISSION_DENIED;
+  return GrpcCode.INTERNAL;
+}
+
+/** What a non-200 HTTP status means as a gRPC status (grpc/doc/http-grpc-status-mapping.md). */
+function codeOfHttpStatus(status: number): number {
+  if (status === 400) return GrpcCode.INTERNAL;
+  if (status === 401) return GrpcCode.UNAUTHENTICATED;
+  if (status === 403) return GrpcCode.PERMISSION_DENIED;
+  if (status === 404) return GrpcCode.UNIMPLEMENTED;
+  if (status === 429 || status === 502 || status === 503 || status === 504) return GrpcCode.UNAVAILABLE;
+  return GrpcCode.UNKNOWN;
+}
+
+/** `grpc-message` is percent-encoded UTF-8. */
+function decodeGrpcMessage(value: string | string[] | undefined): string {
+  const raw = Array.isArray(value) ? value.join(',') : (value ?? '');
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    return raw;
+  }
+}
+
+/**
+ * One call on a channel. Events: `metadata` (the response headers: the
+ * server accepted the call), `data` (one message, a Buffer), then exactly
+ * one of `end` (status OK) or `error` (a GrpcStatusError).
+ */
+export class GrpcCall extends EventEmitter {
+  readonly #stream: ClientHttp2Stream;
+  readonly #decoder: GrpcFrameDecoder;
+  readonly #session: () => Error | undefined;
+  #status: GrpcStatusError | { code: 0 } | undefined;
+  #transportError: Error | undefined;
+  #finished = false;
+
+  constructor(
+    stream: ClientHttp2Stream,
+    maxReceiveMessageBytes: number,
+    sessionError: () => Error | undefined,
+  ) {
+    super();
+    this.#stream = stream;
+    this.#decoder = new GrpcFrameDecoder(maxReceiveMessageBytes);
+    this.#session = sessionError;
+    stream.on('response', (headers) => this.#onHeaders(headers));
+    stream.on('data', (chunk: Buffer) => this.#onData(chunk));
+    stream.on('trailers', (trailers) => this.#onStatus(trailers));
+    // The server's side is done: with a status the call is over, even while this side still
+    // could write (HTTP/2 would keep the stream half-open); the stream is closed for it.
+    stream.on('end', () => this.#onServerDone());
+    stream.on('error', (err: Error) => (this.#transportError ??= err));
+    stream.on('close', () => this.#onClose());
+  }
+
+  /** Sends one message; false when HTTP/2 flow control asks the caller to wait for `drain`. */
+  write(message: Buffer): boolean {
+    if (this.#finished || this.#stream.destroyed) return false;
+    return this.#stream.write(encodeGrpcFrame(message));
+  }
+
+  /** No more messages from this side. */
+  end(): void {
+    if (!this.#stream.destroyed) this.#stream.end();
+  }
+
+  /** Abandons the call: the server sees a CANCEL, this side an `error` with `code`. */
+  cancel(code: number = GrpcCode.CANCELLED, details = 'cancelled by the client'): void {
+    if (this.#finished) return;
+    this.#finish(new GrpcStatusError(code, details));
+    this.#stream.close(http2.constants.NGHTTP2_CANCEL);
+  }
+
+  #onHeaders(headers: IncomingHttpHeaders): void {
+    const status = Number(headers[':status']);
+    if (status !== 200) {
+      this.#status = new GrpcStatusError(codeOfHttpStatus(status), `the server answered HTTP ${status}`);
+      return;
+    }
+    // A trailers-only answer carries its status in the headers.
+    if (headers['grpc-status'] !== undefined) this.#onStatus(headers);
+    else this.emit('metadata', headers);
+  }
+
+  #onStatus(headers: IncomingHttpHeaders): void {
+    if (this.#status instanceof GrpcStatusError) return;
+    const code = Number(headers['grpc-status']);
+    if (!Number.isInteger(code)) {
+      this.#status = new GrpcStatusError(GrpcCode.UNKNOWN, 'the server ended the call without a grpc-status');
+    } else {
+      this.#status =
+        code === GrpcCode.OK
+          ? { code: 0 }
+          : new GrpcStatusError(code, decodeGrpcMessage(headers['grpc-message']));
+    }
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#finished) return;
+    let messages: Buffer[];
+    try {
+      messages = this.#decoder.push(chunk);
+    } catch (err) {
+      this.#finish(err as GrpcStatusError);
+      this.#stream.close(http2.constants.NGHTTP2_CANCEL);
+      return;
+    }
+    for (const message of messages) this.emit('data', message);
+  }
+
+  #onServerDone(): void {
+    if (this.#finished || this.#status === undefined) return;
+    this.#finishWithStatus(this.#status);
+    if (!this.#stream.closed) this.#stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+
+  #finishWithStatus(status: GrpcStatusError | { code: 0 }): void {
+    if (status instanceof GrpcStatusError) this.#finish(status);
+    else if (this.#decoder.partialBytes > 0)
+      this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the call ended inside a message'));
+    else this.#finish(undefined);
+  }
+
+  #onClose(): void {
+    if (this.#finished) return;
+    if (this.#status !== undefined) return this.#finishWithStatus(this.#status);
+    // No status: the stream was reset, or the connection failed or dropped.
+    const lost = this.#session() ?? this.#transportError;
+    const rst = this.#stream.rstCode;
+    if (lost !== undefined && (lost as NodeJS.ErrnoException).code !== 'ERR_HTTP2_STREAM_ERROR') {
+      this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, lost.message));
+    } else if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) {
+      this.#finish(
+        new GrpcStatusError(codeOfReset(rst), `the server reset the stream (HTTP/2 error ${rst})`),
+      );
+    } else {
+      this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection closed before the call ended'));
+    }
+  }
+
+  #finish(error: GrpcStatusError | undefined): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    if (error === undefined) this.emit('end');
+    else this.emit('error', error);
+  }
+}
+
+/** A connection to one server, opened on the first call and again after it drops. */
+export class GrpcChannel {
+  readonly #options: GrpcChannelOptions;
+  #session: ClientHttp2Session | undefined;
+  #sessionError: Error | undefined;
+  #closed = false;
+
+  constructor(options: GrpcChannelOptions) {
+    this.#options = options;
+  }
+
+  /** A call that streams both ways (`write` messages, `end` when done). */
+  stream(method: string, metadata: GrpcMetadata = {}): GrpcCall {
+    return this.#call(method, metadata, {});
+  }
+
+  /** One request, one response; rejects with a GrpcStatusError (DEADLINE_EXCEEDED after `deadlineMs`). */
+  unary(method: string, request: Buffer, metadata: GrpcMetadata, deadlineMs: number): Promise<Buffer> {
+    const call = this.#call(method, metadata, { 'grpc-timeout': `${Math.max(1, Math.ceil(deadlineMs))}m` });
+    return new Promise<Buffer>((resolve, reject) => {
+      let response: Buffer | undefined;
+      const timer = setTimeout(
+        () => call.cancel(GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded'),
+        deadlineMs,
+      );
+      call.on('data', (message: Buffer) => (response ??= message));
+      call.on('error', (err: GrpcStatusError) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+      call.on('end', () => {
+        clearTimeout(timer);
+        if (response === undefined)
+          reject(new GrpcStatusError(GrpcCode.INTERNAL, 'the server sent no response'));
+        else resolve(response);
+      });
+      call.write(request);
+      call.end();
+    });
+  }
+
+  /** Closes the connection once its calls are done; no new calls. */
+  close(): void {
+    this.#closed = true;
+    this.#session?.close();
+  }
+
+  #call(method: string, metadata: GrpcMetadata, extra: Record<string, string>): GrpcCall {
+    if (this.#closed) throw new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the channel is closed');
+    const session = this.#connect();
+    const stream = session.request({
+      ...metadata,
+      ...extra,
+      ':method': 'POST',
+      ':path': method,
+      ':authority': this.#options.authority,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      'user-agent': 'meshfed-grpc',
+    });
+    return new GrpcCall(
+      stream,
+      this.#options.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
+      () => this.#sessionError,
+    );
+  }
+
+  #connect(): ClientHttp2Session {
+    const current = this.#session;
+    if (current !== undefined && !current.closed && !current.destroyed) return current;
+    const { tls } = this.#options;
+    this.#sessionError = undefined;
+    const session = http2.connect(`https://${this.#options.address}`, {
+      ca: tls.ca,
+      ...(tls.cert === undefined || tls.key === undefined ? {} : { cert: tls.cert, key: tls.key }),
+      servername: tls.servername,
+      checkServerIdentity: tls.checkServerIdentity,
+    });
+    // The calls on it report the failure; the session only remembers it for them.
+    session.on('error', (err: Error) => (this.#sessionError ??= err));
+    const keepalive = this.#startKeepalive(session);
+    session.once('close', () => {
+      if (keepalive !== undefined) clearInterval(keepalive);
+      if (this.#session === session) this.#session = undefined;
+    });
+    this.#session = session;
+    return session;
+  }
+
+  #startKeepalive(session: ClientHttp2Session): NodeJS.Timeout | undefined {
+    const every = this.#options.keepaliveMs ?? 0;
+    if (every <= 0) return undefined;
+    const timeout = this.#options.keepaliveTimeoutMs ?? 20_000;
+    let awaiting = false;
+    const timer = setInterval(() => {
+      if (session.destroyed || session.closed) {
+        clearInterval(timer);
+        return;
+      }
+      if (awaiting || session.connecting) return;
+      awaiting = true;
+      const overdue = setTimeout(
+        () => session.destroy(new Error(`the server did not answer a keepalive ping within ${timeout} ms`)),
+        timeout,
+      );
+      overdue.unref();
+      session.ping((err) => {
+        awaiting = false;
+        clearTimeout(overdue);
+        if (err && !session.destroyed) session.destroy(err);
+      });
+    }, every);
+    timer.unref();
+    return timer;
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * gRPC status codes (grpc/doc/statuscodes.md), the numbers every
+ * implementation puts in `grpc-status`, with their names for messages.
+ */
+
+export const GrpcCode = {
+  OK: 0,
+  CANCELLED: 1,
+  UNKNOWN: 2,
+  INVALID_ARGUMENT: 3,
+  DEADLINE_EXCEEDED: 4,
+  NOT_FOUND: 5,
+  ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  FAILED_PRECONDITION: 9,
+  ABORTED: 10,
+  OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  DATA_LOSS: 15,
+  UNAUTHENTICATED: 16,
+} as const;
+
+export type GrpcCodeNumber = (typeof GrpcCode)[keyof typeof GrpcCode];
+
+/** Name of a status code (`UNAUTHENTICATED`), for messages. */
+export function grpcCodeName(code: number): string {
+  const entry = Object.entries(GrpcCode).find(([, value]) => value === code);
+  return entry?.[0] ?? `status ${code}`;
+}
+
+/** A call's end: its status code and the server's (or the client's) reason. */
+export class GrpcStatusError extends Error {
+  constructor(
+    readonly code: number,
+    readonly details: string,
+  ) {
+    super(`${code} ${grpcCodeName(code)}: ${details}`);
+    this.name = 'GrpcStatusError';
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The workload side's gRPC channel (core/grpc/grpc-channel.ts) against a
+ * real HTTP/2 TLS server that answers each path the way a server, or a
+ * broken one, can: what a caller sees is the status gRPC defines for each
+ * (the zone CP's own grpc-js server is covered by the MDS and CA suites).
+ */
+
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import fc from 'fast-check';
+import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import { zoneCallMetadata, zoneChannel } from '../../core/ca/zone-channel.js';
+import { GrpcCode, GrpcStatusError } from '../../core/grpc/grpc-codes.js';
+import { encodeGrpcFrame, GrpcFrameDecoder } from '../../core/grpc/grpc-frames.js';
+import { createTestMesh } from '../common/pki-fixtures.js';
+import { freePort } from '../common/redis-server.js';
+
+const mesh = createTestMesh();
+const zoneCert = mesh.workload({
+  namespace: 'meshfed',
+  serviceAccount: 'zone-cp',
+  dnsNames: ['meshfed-zone-cp'],
+});
+const strangerCert = mesh.workload({ namespace: 'web', serviceAccount: 'www', dnsNames: ['www.example'] });
+
+const GRPC = { ':status': 200, 'content-type': 'application/grpc' };
+
+/** What each path does; `seen` keeps the request headers of the last call. */
+const seen: { headers?: IncomingHttpHeaders } = {};
+function answer(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
+  seen.headers = headers;
+  // A reset or a client's cancel surfaces here too; the client's view is what is checked.
+  stream.on('error', () => undefined);
+  const path = headers[':path'];
+  if (path === '/t/echo') {
+    stream.respond(GRPC, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    // Each message back, split across two writes to cross chunk boundaries.
+    stream.on('data', (chunk: Buffer) => {
+      stream.write(chunk.subarray(0, 3));
+      stream.write(chunk.subarray(3));
+    });
+    stream.on('end', () => stream.end());
+  } else if (path === '/t/refuse') {
+    stream.respond(
+      { ...GRPC, 'grpc-status': '16', 'grpc-message': 'no%20token%3A%20bad' },
+      { endStream: true },
+    );
+  } else if (path === '/t/http503') {
+    stream.respond({ ':status': 503 }, { endStream: true });
+  } else if (path === '/t/compressed') {
+    stream.respond(GRPC);
+    stream.write(Buffer.from([1, 0, 0, 0, 1, 7]));
+  } else if (path === '/t/huge') {
+    stream.respond(GRPC);
+    stream.write(Buffer.from([0, 0x10, 0, 0, 0]));
+  } else if (path === '/t/reset') {
+    stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+  } else if (path === '/t/cut') {
+    stream.respond(GRPC, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(encodeGrpcFrame(Buffer.from('whole')).subarray(0, 7));
+  } else if (path === '/t/silent') {
+    stream.respond(GRPC);
+  }
+}
+
+async function startServer(cert: { certChainPem: string; keyPem: string }): Promise<Http2SecureServer> {
+  const server = http2.createSecureServer({ cert: cert.certChainPem, key: cert.keyPem });
+  server.on('stream', answer);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
+
+let zone: Http2SecureServer;
+let stranger: Http2SecureServer;
+const addressOf = (s: Http2SecureServer): string => `127.0.0.1:${(s.address() as AddressInfo).port}`;
+
+beforeAll(async () => {
+  zone = await startServer(zoneCert);
+  stranger = await startServer(strangerCert);
+});
+afterAll(async () => {
+  await new Promise((resolve) => zone.close(resolve));
+  await new Promise((resolve) => stranger.close(resolve));
+});
+
+/** How a unary call to `path` ends: the response, or the status error's code and details. */
+async function unary(
+  path: string,
+  address = addressOf(zone),
+  deadlineMs = 5000,
+): Promise<Buffer | { code: number; details: string }> {
+  const channel = zoneChannel(address, mesh.rootPem, { token: 't0k3n' });
+  try {
+    return await channel.unary(path, Buffer.from('hello'), zoneCallMetadata({ token: 't0k3n' }), deadlineMs);
+  } catch (err) {
+    if (!(err instanceof GrpcStatusError)) throw err;
+    return { code: err.code, details: err.details };
+  } finally {
+    channel.close();
+  }
+}
+
+describe('gRPC channel', () => {
+  test('a call carries gRPC headers and the token, and gets its message back across chunk boundaries', async () => {
+    expect(await unary('/t/echo')).toEqual(Buffer.from('hello'));
+    expect(seen.headers).toMatchObject({
+      ':method': 'POST',
+      ':authority': 'meshfed-zone-cp',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+      authorization: 'Bearer t0k3n',
+    });
+    expect(seen.headers?.['grpc-timeout']).toBe('5000m');
+  });
+
+  test('a stream delivers every message in order and ends on status OK', async () => {
+    const channel = zoneChannel(addressOf(zone), mesh.rootPem, undefined);
+    const call = channel.stream('/t/echo');
+    const received: string[] = [];
+    const ended = new Promise<string>((resolve) => {
+      call.on('data', (m: Buffer) => received.push(m.toString()));
+      call.on('end', () => resolve('end'));
+      call.on('error', (err: Error) => resolve(err.message));
+    });
+    for (const word of ['one', 'two', 'three']) call.write(Buffer.from(word));
+    call.end();
+    expect(await ended).toBe('end');
+    expect(received).toEqual(['one', 'two', 'three']);
+    channel.close();
+  });
+
+  test('each way a call can fail ends it with the status gRPC defines', async () => {
+    expect(await unary('/t/refuse')).toEqual({ code: GrpcCode.UNAUTHENTICATED, details: 'no token: bad' });
+    expect(await unary('/t/http503')).toEqual({
+      code: GrpcCode.UNAVAILABLE,
+      details: 'the server answered HTTP 503',
+    });
+    expect(await unary('/t/compressed')).toEqual({
+      code: GrpcCode.INTERNAL,
+      details: 'the server sent a compressed message; none was asked for',
+    });
+    expect(await unary('/t/huge')).toMatchObject({
+      code: GrpcCode.RESOURCE_EXHAUSTED,
+      details: expect.stringMatching(/message of 268435456 bytes, more than the limit of 4194304/),
+    });
+    expect(await unary('/t/reset')).toEqual({
+      code: GrpcCode.UNAVAILABLE,
+      details: 'the server reset the stream (HTTP/2 error 7)',
+    });
+    expect(await unary('/t/cut')).toEqual({
+      code: GrpcCode.INTERNAL,
+      details: 'the call ended inside a message',
+    });
+    expect(await unary('/t/silent', addressOf(zone), 200)).toEqual({
+      code: GrpcCode.DEADLINE_EXCEEDED,
+      details: 'deadline exceeded',
+    });
+  });
+
+  test('an unreachable server, or one that is not a zone control plane, is UNAVAILABLE with the reason', async () => {
+    const nobody = await unary('/t/echo', `127.0.0.1:${await freePort()}`);
+    expect(nobody).toMatchObject({
+      code: GrpcCode.UNAVAILABLE,
+      details: expect.stringMatching(/ECONNREFUSED/),
+    });
+    const other = await unary('/t/echo', addressOf(stranger));
+    expect(other).toMatchObject({
+      code: GrpcCode.UNAVAILABLE,
+      details: expect.stringMatching(/is not a meshfed zone control plane/),
+    });
+  });
+});
+
+test('a server that stops answering keepalive pings loses the connection, and its calls end UNAVAILABLE', async () => {
+  // Speaks just enough HTTP/2 to be connected to (its SETTINGS, an ACK of the client's), then nothing.
+  const mute = tls.createServer(
+    { cert: zoneCert.certChainPem, key: zoneCert.keyPem, ALPNProtocols: ['h2'] },
+    (socket) => {
+      socket.on('error', () => undefined);
+      socket.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0]));
+      socket.resume();
+    },
+  );
+  await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
+  const channel = zoneChannel(`127.0.0.1:${(mute.address() as AddressInfo).port}`, mesh.rootPem, undefined, {
+    keepaliveMs: 50,
+    keepaliveTimeoutMs: 50,
+  });
+  const call = channel.stream('/t/echo');
+  const ended = await new Promise<unknown>((resolve) => {
+    call.on('end', () => resolve('end'));
+    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
+  });
+  expect(ended).toEqual({
+    code: GrpcCode.UNAVAILABLE,
+    details: 'the server did not answer a keepalive ping within 50 ms',
+  });
+  channel.close();
+  await new Promise((resolve) => mute.close(resolve));
+});
+
+describe('gRPC message framing', () => {
+  test('messages come out whole and in order however the bytes are split', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ maxLength: 40 }), { maxLength: 6 }),
+        fc.array(fc.integer({ min: 1, max: 17 }), { minLength: 1, maxLength: 8 }),
+        (messages, cuts) => {
+          const wire = Buffer.concat(messages.map((m) => encodeGrpcFrame(Buffer.from(m))));
+          const decoder = new GrpcFrameDecoder(1024);
+          const out: Buffer[] = [];
+          for (let at = 0, i = 0; at < wire.length; i++) {
+            const size = cuts[i % cuts.length] as number;
+            out.push(...decoder.push(wire.subarray(at, at + size)));
+            at += size;
+          }
+          expect(out.map((b) => [...b])).toEqual(messages.map((m) => [...m]));
+          expect(decoder.partialBytes).toBe(0);
+        },
+      ),
+    );
+  });
+});
