@@ -6,6 +6,7 @@
  * each destination into the cluster name per port the caller may address.
  */
 
+import { GrpcCode } from '../../core/grpc/grpc-codes.js';
 import type { ProxyIdentity } from '../../core/mesh/snapshot.js';
 import {
   arrayAt,
@@ -117,26 +118,8 @@ function compileRetry(route: Obj, path: string): RetryPolicy {
   };
 }
 
-/** gRPC status names Istio accepts in fault.abort.grpcStatus. */
-const GRPC_CODES: Record<string, number> = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-};
+/** gRPC status names Istio accepts in fault.abort.grpcStatus: the standard ones. */
+const GRPC_CODES: Readonly<Record<string, number>> = GrpcCode;
 
 function compileFault(route: Obj, path: string): FaultPolicy | undefined {
   const fault = optionalObject(route, 'fault', path);
