@@ -23,6 +23,7 @@ import {
   portFlags,
   runVmCli,
   startVmZone,
+  vmJoinArgs,
   vmPorts,
   workloadGroupYaml,
   type VmZone,
@@ -192,19 +193,7 @@ describe('vm-agent join refuses bad input with one line that says what to do', (
   it("takes an empty MESHFED_CA_FINGERPRINT (docker-compose's default) as not given: the token's pin applies", async () => {
     const result = await runVmCli(
       hostNet(),
-      [
-        'vm-agent',
-        'join',
-        '--zone-cp',
-        zone.joinUrl,
-        '--token',
-        token,
-        '--address',
-        '10.88.0.2',
-        '--no-systemd',
-        '--config-dir',
-        join(dir, 'empty-env'),
-      ],
+      vmJoinArgs(zone.joinUrl, token, join(dir, 'empty-env'), ['--address', '10.88.0.2']),
       { MESHFED_CA_FINGERPRINT: '' },
     );
     expect(result.stderr).toBe('');

@@ -25,7 +25,7 @@ import { requestCertificate } from '../../core/ca/ca-client.js';
 import { formatMeshSni } from '../../core/mesh/sni.js';
 import { generateKeyPair } from '../../core/pki/ca.js';
 import { startProxy, type ProxyHandle } from '../../proxy/index.js';
-import { assertCliBuilt, runCli, type RunningCli } from '../common/cli.js';
+import { assertCliBuilt, runCli, type CliResult, type RunningCli } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
 import { service, workload } from '../common/zone-cp.js';
 import {
@@ -38,7 +38,9 @@ import {
   startVmZone,
   stopCli,
   viaOutbound,
+  vmJoinArgs,
   vmPorts,
+  vmTokenArgs,
   workloadGroupYaml,
   type EchoApp,
   type VmApp,
@@ -178,6 +180,22 @@ afterAll(async () => {
   if (dir !== undefined) await rm(dir, { recursive: true, force: true });
 });
 
+/** The VM's join, the same both times it runs. */
+function joinVm(token: string): Promise<CliResult> {
+  return runVmCli(
+    net,
+    vmJoinArgs(zone.joinUrl, token, configDir, [
+      '--address',
+      net.vmAddress,
+      '--labels',
+      'version=v1',
+      '--cert-ttl',
+      '6s',
+      ...portFlags(ports),
+    ]),
+  );
+}
+
 describe('a VM in the mesh', () => {
   let token: string;
 
@@ -188,41 +206,13 @@ describe('a VM in the mesh', () => {
       '--token',
       zone.zone.admin,
       ...zone.cliCaArgs,
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      zone.zone.cp.zone,
-      '--workload-group',
-      'billing',
-      '--ttl',
-      '1h',
-      '--uses',
-      '1',
+      ...vmTokenArgs(zone.zone.cp.zone, 'billing', ['--ttl', '1h', '--uses', '1']),
     ]);
     expect(created.stderr).toBe('');
     token = created.stdout.trim();
     expect(token).toMatch(/^mf1\./);
 
-    const joined = await runVmCli(net, [
-      'vm-agent',
-      'join',
-      '--zone-cp',
-      zone.joinUrl,
-      '--token',
-      token,
-      '--address',
-      net.vmAddress,
-      '--labels',
-      'version=v1',
-      '--cert-ttl',
-      '6s',
-      '--no-systemd',
-      '--config-dir',
-      configDir,
-      ...portFlags(ports),
-    ]);
+    const joined = await joinVm(token);
     expect(joined.stderr).toBe('');
     expect(joined.code).toBe(0);
     expect(joined.stdout).toContain(`joined the mesh as ${VM_SPIFFE}`);
@@ -246,24 +236,7 @@ describe('a VM in the mesh', () => {
   });
 
   it('says so, and changes nothing, when join runs again', async () => {
-    const again = await runVmCli(net, [
-      'vm-agent',
-      'join',
-      '--zone-cp',
-      zone.joinUrl,
-      '--token',
-      token,
-      '--address',
-      net.vmAddress,
-      '--labels',
-      'version=v1',
-      '--cert-ttl',
-      '6s',
-      '--no-systemd',
-      '--config-dir',
-      configDir,
-      ...portFlags(ports),
-    ]);
+    const again = await joinVm(token);
     expect(again.code).toBe(0);
     expect(again.stdout).toContain('already enrolled');
     expect((await zone.workloadEntries(NS)).length).toBe(1);

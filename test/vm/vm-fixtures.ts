@@ -151,6 +151,32 @@ export async function runVmCli(
   }
 }
 
+/** `vm-agent join` without systemd into `configDir`, then `extra` (e.g. `--address`). */
+export function vmJoinArgs(
+  zoneCpUrl: string,
+  token: string,
+  configDir: string,
+  extra: string[] = [],
+): string[] {
+  return [
+    'vm-agent',
+    'join',
+    '--zone-cp',
+    zoneCpUrl,
+    '--token',
+    token,
+    '--no-systemd',
+    '--config-dir',
+    configDir,
+    ...extra,
+  ];
+}
+
+/** `token create --kind vm` for a workload group of a zone, then `extra` (e.g. `--uses 1`, `-o json`). */
+export function vmTokenArgs(zone: string, workloadGroup: string, extra: string[] = []): string[] {
+  return ['token', 'create', '--kind', 'vm', '--zone', zone, '--workload-group', workloadGroup, ...extra];
+}
+
 /** Stops a CLI process (SIGTERM, then SIGKILL) and waits for it. */
 export async function stopCli(running: RunningCli, signal: NodeJS.Signals = 'SIGTERM'): Promise<CliResult> {
   if (running.child.exitCode === null && running.child.signalCode === null) running.child.kill(signal);

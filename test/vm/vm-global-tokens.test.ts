@@ -14,7 +14,16 @@ import { assertCliBuilt, runCli, type CliResult } from '../common/cli.js';
 import { http } from '../common/http.js';
 import { waitFor } from '../common/wait.js';
 import { startTestGlobal, type TestGlobal } from '../kds/kds-harness.js';
-import { errorLine, hostNet, runVmCli, startVmZone, workloadGroupYaml, type VmZone } from './vm-fixtures.js';
+import {
+  errorLine,
+  hostNet,
+  runVmCli,
+  startVmZone,
+  vmJoinArgs,
+  vmTokenArgs,
+  workloadGroupYaml,
+  type VmZone,
+} from './vm-fixtures.js';
 
 const NS = 'shop';
 const ZONE = 'zone-gv';
@@ -26,19 +35,10 @@ let vmCounter = 0;
 async function joinAs(token: string): Promise<CliResult & { address: string }> {
   const n = ++vmCounter;
   const address = `10.78.0.${n}`;
-  const result = await runVmCli(hostNet(), [
-    'vm-agent',
-    'join',
-    '--zone-cp',
-    zone.joinUrl,
-    '--token',
-    token,
-    '--address',
-    address,
-    '--no-systemd',
-    '--config-dir',
-    join(dir, `vm-${n}`),
-  ]);
+  const result = await runVmCli(
+    hostNet(),
+    vmJoinArgs(zone.joinUrl, token, join(dir, `vm-${n}`), ['--address', address]),
+  );
   return { ...result, address };
 }
 
@@ -52,21 +52,7 @@ function globalCli(args: string[]): Promise<CliResult> {
 }
 
 async function globalVmToken(extra: string[] = []): Promise<{ token: string; id: string }> {
-  const created = await globalCli([
-    'token',
-    'create',
-    '--kind',
-    'vm',
-    '--zone',
-    ZONE,
-    '--workload-group',
-    'cart',
-    '--ttl',
-    '1h',
-    '-o',
-    'json',
-    ...extra,
-  ]);
+  const created = await globalCli(vmTokenArgs(ZONE, 'cart', ['--ttl', '1h', '-o', 'json', ...extra]));
   expect(created.stderr).toBe('');
   expect(created.code).toBe(0);
   return JSON.parse(created.stdout) as { token: string; id: string };
@@ -132,16 +118,7 @@ describe('VM join tokens issued by the global CP', () => {
   }, 30_000);
 
   it('is refused by another zone', async () => {
-    const created = await globalCli([
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      'zone-other',
-      '--workload-group',
-      'cart',
-    ]);
+    const created = await globalCli(vmTokenArgs('zone-other', 'cart'));
     expect(created.code).toBe(0);
     await expectRefused(
       await joinAs(created.stdout.trim()),
@@ -181,16 +158,7 @@ describe('VM join tokens issued by the global CP', () => {
     });
     expect(api.status).toBe(400);
     expect(api.text).toMatch(/zone is required: the zone the VM joins/);
-    const noGroup = await globalCli([
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      ZONE,
-      '--workload-group',
-      'nope',
-    ]);
+    const noGroup = await globalCli(vmTokenArgs(ZONE, 'nope'));
     expect(noGroup.code).toBe(1);
     expect(errorLine(noGroup)).toMatch(
       /no WorkloadGroup named nope exists on global: apply it on global .*or create the token on the zone API/,

@@ -18,7 +18,16 @@ import { internalCrdFileName, renderInternalCrdYaml } from '../../scripts/gen-cr
 import { assertCliBuilt, runCli } from '../common/cli.js';
 import { FakeKubeApiServer } from '../common/fake-kube-apiserver.js';
 import { ADMIN_TOKEN, kubeConfigFor } from '../k8s/kube-helpers.js';
-import { errorLine, hostNet, runVmCli, startVmZone, workloadGroupYaml, type VmZone } from './vm-fixtures.js';
+import {
+  errorLine,
+  hostNet,
+  runVmCli,
+  startVmZone,
+  vmJoinArgs,
+  vmTokenArgs,
+  workloadGroupYaml,
+  type VmZone,
+} from './vm-fixtures.js';
 
 const NS = 'shop';
 const CRD_DIR = new URL('../../deploy/crds/', import.meta.url);
@@ -88,33 +97,15 @@ describe('VM enrollment with a kubernetes:// store', () => {
       zone.adminUrl,
       '--token',
       zone.zone.admin,
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      zone.zone.cp.zone,
-      '--workload-group',
-      'cart',
-      '--uses',
-      '1',
+      ...vmTokenArgs(zone.zone.cp.zone, 'cart', ['--uses', '1']),
     ]);
     expect(created.code).toBe(0);
     const token = created.stdout.trim();
     const configDir = join(dir, 'vm-1');
-    const join1 = await runVmCli(hostNet(), [
-      'vm-agent',
-      'join',
-      '--zone-cp',
-      zone.joinUrl,
-      '--token',
-      token,
-      '--address',
-      '10.80.0.1',
-      '--no-systemd',
-      '--config-dir',
-      configDir,
-    ]);
+    const join1 = await runVmCli(
+      hostNet(),
+      vmJoinArgs(zone.joinUrl, token, configDir, ['--address', '10.80.0.1']),
+    );
     expect(join1.stderr).toBe('');
     expect(join1.code).toBe(0);
 
@@ -126,19 +117,10 @@ describe('VM enrollment with a kubernetes:// store', () => {
     // The token itself is never stored: the record is named by its hash.
     expect(JSON.stringify(ledger)).not.toContain(token);
 
-    const join2 = await runVmCli(hostNet(), [
-      'vm-agent',
-      'join',
-      '--zone-cp',
-      zone.joinUrl,
-      '--token',
-      token,
-      '--address',
-      '10.80.0.2',
-      '--no-systemd',
-      '--config-dir',
-      join(dir, 'vm-2'),
-    ]);
+    const join2 = await runVmCli(
+      hostNet(),
+      vmJoinArgs(zone.joinUrl, token, join(dir, 'vm-2'), ['--address', '10.80.0.2']),
+    );
     expect(join2.code).toBe(1);
     expect(errorLine(join2)).toMatch(/used up \(1 of 1 use.*\(MESHFED_ERR_TOKEN_INVALID\)$/);
     expect(await listCr(`/apis/networking.meshfed.io/v1/namespaces/${NS}/workloadentries`)).toHaveLength(1);

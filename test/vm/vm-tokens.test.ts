@@ -13,7 +13,16 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { TokenIssuer } from '../../core/token/token.js';
 import { assertCliBuilt, runCli, type CliResult } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
-import { errorLine, hostNet, runVmCli, startVmZone, workloadGroupYaml, type VmZone } from './vm-fixtures.js';
+import {
+  errorLine,
+  hostNet,
+  runVmCli,
+  startVmZone,
+  vmJoinArgs,
+  vmTokenArgs,
+  workloadGroupYaml,
+  type VmZone,
+} from './vm-fixtures.js';
 
 const NS = 'shop';
 let zone: VmZone;
@@ -27,20 +36,10 @@ async function joinAs(
   extra: string[] = [],
 ): Promise<CliResult & { address: string }> {
   const address = `10.77.0.${Number(vm.replace(/\D/g, '')) || 99}`;
-  const result = await runVmCli(hostNet(), [
-    'vm-agent',
-    'join',
-    '--zone-cp',
-    zone.joinUrl,
-    '--token',
-    token,
-    '--address',
-    address,
-    '--no-systemd',
-    '--config-dir',
-    join(dir, vm),
-    ...extra,
-  ]);
+  const result = await runVmCli(
+    hostNet(),
+    vmJoinArgs(zone.joinUrl, token, join(dir, vm), ['--address', address, ...extra]),
+  );
   return { ...result, address };
 }
 
@@ -80,20 +79,7 @@ afterAll(async () => {
 
 describe('VM join tokens', () => {
   it('lets a single-use token enroll one VM, and that VM join again with its own key', async () => {
-    const created = await cli([
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      zone.zone.cp.zone,
-      '--workload-group',
-      'cart',
-      '--uses',
-      '1',
-      '--ttl',
-      '1h',
-    ]);
+    const created = await cli(vmTokenArgs(zone.zone.cp.zone, 'cart', ['--uses', '1', '--ttl', '1h']));
     expect(created.code).toBe(0);
     const token = created.stdout.trim();
     const first = await joinAs(token, 'vm-1');
@@ -136,18 +122,7 @@ describe('VM join tokens', () => {
   }, 30_000);
 
   it('refuses a revoked token', async () => {
-    const created = await cli([
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      zone.zone.cp.zone,
-      '--workload-group',
-      'cart',
-      '-o',
-      'json',
-    ]);
+    const created = await cli(vmTokenArgs(zone.zone.cp.zone, 'cart', ['-o', 'json']));
     const { token, id } = JSON.parse(created.stdout) as { token: string; id: string };
     const revoked = await cli(['token', 'revoke', id]);
     expect(revoked.code).toBe(0);
@@ -192,16 +167,7 @@ describe('VM join tokens', () => {
   });
 
   it('will not create a token for a WorkloadGroup that does not exist', async () => {
-    const result = await cli([
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      zone.zone.cp.zone,
-      '--workload-group',
-      'nope',
-    ]);
+    const result = await cli(vmTokenArgs(zone.zone.cp.zone, 'nope'));
     expect(result.code).toBe(1);
     expect(errorLine(result)).toMatch(/WorkloadGroup named nope .*apply it first/);
   });

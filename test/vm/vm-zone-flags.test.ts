@@ -14,7 +14,17 @@ import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli
 import { http } from '../common/http.js';
 import { freePort } from '../common/redis-server.js';
 import { waitFor } from '../common/wait.js';
-import { errorLine, hostNet, portFlags, runVmCli, startVmCli, stopCli, vmPorts } from './vm-fixtures.js';
+import {
+  errorLine,
+  hostNet,
+  portFlags,
+  runVmCli,
+  startVmCli,
+  stopCli,
+  vmJoinArgs,
+  vmPorts,
+  vmTokenArgs,
+} from './vm-fixtures.js';
 
 const NS = 'flags';
 let dir: string;
@@ -131,35 +141,20 @@ spec:
       restUrl,
       '--token',
       admin,
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      'zone-flags',
-      '--workload-group',
-      'ledger',
-      '--ttl',
-      '1h',
+      ...vmTokenArgs('zone-flags', 'ledger', ['--ttl', '1h']),
     ]);
     expect(created.code).toBe(0);
     const net = hostNet();
     const ports = await vmPorts(net);
     const configDir = join(dir, 'vm');
-    const joined = await runVmCli(net, [
-      'vm-agent',
-      'join',
-      '--zone-cp',
-      `https://127.0.0.1:${new URL(restUrl).port}`,
-      '--token',
-      created.stdout.trim(),
-      '--address',
-      '10.79.0.1',
-      '--no-systemd',
-      '--config-dir',
-      configDir,
-      ...portFlags(ports),
-    ]);
+    const joined = await runVmCli(
+      net,
+      vmJoinArgs(`https://127.0.0.1:${new URL(restUrl).port}`, created.stdout.trim(), configDir, [
+        '--address',
+        '10.79.0.1',
+        ...portFlags(ports),
+      ]),
+    );
     expect(joined.stderr).toBe('');
     expect(joined.code).toBe(0);
     // The zone told the VM its --vm-heartbeat-interval.
@@ -197,14 +192,7 @@ spec:
       restUrl,
       '--token',
       admin,
-      'token',
-      'create',
-      '--kind',
-      'vm',
-      '--zone',
-      'zone-flags',
-      '--workload-group',
-      'ledger',
+      ...vmTokenArgs('zone-flags', 'ledger'),
     ]);
     expect(created.code).toBe(0);
     const token = created.stdout.trim();
@@ -212,19 +200,13 @@ spec:
       iat: number;
     };
     await waitFor(() => Date.now() > iat * 1000 + 2000 + 200, { what: 'the default join token TTL to pass' });
-    const late = await runVmCli(hostNet(), [
-      'vm-agent',
-      'join',
-      '--zone-cp',
-      `https://127.0.0.1:${new URL(restUrl).port}`,
-      '--token',
-      token,
-      '--address',
-      '10.79.0.2',
-      '--no-systemd',
-      '--config-dir',
-      join(dir, 'late-vm'),
-    ]);
+    const late = await runVmCli(
+      hostNet(),
+      vmJoinArgs(`https://127.0.0.1:${new URL(restUrl).port}`, token, join(dir, 'late-vm'), [
+        '--address',
+        '10.79.0.2',
+      ]),
+    );
     expect(late.code).toBe(1);
     expect(errorLine(late)).toMatch(
       /token expired at .* \(a token created without --ttl is accepted for 2 s\): create a new one \(MESHFED_ERR_TOKEN_INVALID\)$/,
