@@ -8,7 +8,7 @@
 
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { ErrorCodes, MeshError, type ErrorCode } from '../errors.js';
-import { GrpcChannel, type GrpcMetadata } from '../grpc/grpc-channel.js';
+import { GrpcChannel, type GrpcChannelOptions, type GrpcMetadata } from '../grpc/grpc-channel.js';
 import { GrpcCode, grpcCodeName } from '../grpc/grpc-codes.js';
 
 /**
@@ -39,7 +39,10 @@ export function zoneChannel(
   address: string,
   caPem: string,
   credential: ZoneCredential | undefined,
-  options: { keepaliveMs?: number; keepaliveTimeoutMs?: number; maxReceiveMessageBytes?: number } = {},
+  options: Pick<
+    GrpcChannelOptions,
+    'keepaliveMs' | 'keepaliveTimeoutMs' | 'connectTimeoutMs' | 'maxReceiveMessageBytes'
+  > = {},
 ): GrpcChannel {
   return new GrpcChannel({
     address,

@@ -38,6 +38,8 @@ export interface GrpcChannelOptions {
   /** Ping the server this often while connected (0: never); no answer within `keepaliveTimeoutMs` drops the connection. */
   keepaliveMs?: number;
   keepaliveTimeoutMs?: number;
+  /** Give up on a connection not established (TCP, TLS, HTTP/2 settings) within this; default 20 s, as grpc-js. */
+  connectTimeoutMs?: number;
   /** Largest message accepted from the server; default 4 MiB, as gRPC's. */
   maxReceiveMessageBytes?: number;
 }
@@ -204,7 +206,8 @@ export class GrpcCall extends EventEmitter {
 export class GrpcChannel {
   readonly #options: GrpcChannelOptions;
   #session: ClientHttp2Session | undefined;
-  #sessionError: Error | undefined;
+  /** Why the current session failed, for the calls on it (each session has its own). */
+  #sessionFailure: { error?: Error } = {};
   #closed = false;
 
   constructor(options: GrpcChannelOptions) {
@@ -250,6 +253,7 @@ export class GrpcChannel {
   #call(method: string, metadata: GrpcMetadata, extra: Record<string, string>): GrpcCall {
     if (this.#closed) throw new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the channel is closed');
     const session = this.#connect();
+    const failure = this.#sessionFailure;
     const stream = session.request({
       ...metadata,
       ...extra,
@@ -260,18 +264,14 @@ export class GrpcChannel {
       te: 'trailers',
       'user-agent': 'meshfed-grpc',
     });
-    return new GrpcCall(
-      stream,
-      this.#options.maxReceiveMessageBytes ?? 4 * 1024 * 1024,
-      () => this.#sessionError,
-    );
+    return new GrpcCall(stream, this.#options.maxReceiveMessageBytes ?? 4 * 1024 * 1024, () => failure.error);
   }
 
   #connect(): ClientHttp2Session {
     const current = this.#session;
     if (current !== undefined && !current.closed && !current.destroyed) return current;
     const { tls } = this.#options;
-    this.#sessionError = undefined;
+    const failure: { error?: Error } = {};
     const session = http2.connect(`https://${this.#options.address}`, {
       ca: tls.ca,
       ...(tls.cert === undefined || tls.key === undefined ? {} : { cert: tls.cert, key: tls.key }),
@@ -279,13 +279,24 @@ export class GrpcChannel {
       checkServerIdentity: tls.checkServerIdentity,
     });
     // The calls on it report the failure; the session only remembers it for them.
-    session.on('error', (err: Error) => (this.#sessionError ??= err));
+    session.on('error', (err: Error) => (failure.error ??= err));
+    // A blackholed address would otherwise hold a call for the kernel's SYN retries (~2 min).
+    const connectTimeout = this.#options.connectTimeoutMs ?? 20_000;
+    const connecting = setTimeout(
+      () =>
+        session.destroy(new Error(`no connection to ${this.#options.address} within ${connectTimeout} ms`)),
+      connectTimeout,
+    );
+    connecting.unref();
+    session.once('connect', () => clearTimeout(connecting));
     const keepalive = this.#startKeepalive(session);
     session.once('close', () => {
+      clearTimeout(connecting);
       if (keepalive !== undefined) clearInterval(keepalive);
       if (this.#session === session) this.#session = undefined;
     });
     this.#session = session;
+    this.#sessionFailure = failure;
     return session;
   }
 

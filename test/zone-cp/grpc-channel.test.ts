@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
 import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { zoneCallMetadata, zoneChannel } from '../../core/ca/zone-channel.js';
 import { GrpcCode, GrpcStatusError } from '../../core/grpc/grpc-codes.js';
@@ -188,6 +188,26 @@ test('a server that stops answering keepalive pings loses the connection, and it
   });
   channel.close();
   await new Promise((resolve) => mute.close(resolve));
+});
+
+test('a server that accepts the connection but never answers is given up on after the connect timeout', async () => {
+  const accepted: net.Socket[] = [];
+  const silent = net.createServer((socket) => accepted.push(socket.on('error', () => undefined)));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const address = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const channel = zoneChannel(address, mesh.rootPem, undefined, { connectTimeoutMs: 100 });
+  const call = channel.stream('/t/echo');
+  const ended = await new Promise<unknown>((resolve) => {
+    call.on('end', () => resolve('end'));
+    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
+  });
+  expect(ended).toEqual({
+    code: GrpcCode.UNAVAILABLE,
+    details: expect.stringContaining(`no connection to ${address} within 100 ms`),
+  });
+  channel.close();
+  for (const socket of accepted) socket.destroy();
+  await new Promise((resolve) => silent.close(resolve));
 });
 
 describe('gRPC message framing', () => {
