@@ -15,7 +15,12 @@
  */
 
 import { EventEmitter } from 'node:events';
-import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import http2, {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type Http2Session,
+  type IncomingHttpHeaders,
+} from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
 import { GrpcCode, GrpcStatusError } from './grpc-codes.js';
 import { encodeGrpcFrame, GrpcFrameDecoder } from './grpc-frames.js';
@@ -86,6 +91,8 @@ export class GrpcCall extends EventEmitter {
   readonly #stream: ClientHttp2Stream;
   readonly #decoder: GrpcFrameDecoder;
   readonly #session: () => Error | undefined;
+  /** The connection the call runs on: gone under it means the connection dropped. */
+  readonly #connection: Http2Session | undefined;
   #status: GrpcStatusError | { code: 0 } | undefined;
   #transportError: Error | undefined;
   #finished = false;
@@ -99,6 +106,7 @@ export class GrpcCall extends EventEmitter {
     this.#stream = stream;
     this.#decoder = new GrpcFrameDecoder(maxReceiveMessageBytes);
     this.#session = sessionError;
+    this.#connection = stream.session;
     stream.on('response', (headers) => this.#onHeaders(headers));
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
     stream.on('trailers', (trailers) => this.#onStatus(trailers));
@@ -133,6 +141,14 @@ export class GrpcCall extends EventEmitter {
       this.#status = new GrpcStatusError(codeOfHttpStatus(status), `the server answered HTTP ${status}`);
       return;
     }
+    const type = headers['content-type'] ?? '';
+    if (!type.startsWith('application/grpc')) {
+      this.#status = new GrpcStatusError(
+        GrpcCode.UNKNOWN,
+        `the server answered with content-type ${type || '(none)'}, not gRPC`,
+      );
+      return;
+    }
     // A trailers-only answer carries its status in the headers.
     if (headers['grpc-status'] !== undefined) this.#onStatus(headers);
     else this.emit('metadata', headers);
@@ -140,9 +156,15 @@ export class GrpcCall extends EventEmitter {
 
   #onStatus(headers: IncomingHttpHeaders): void {
     if (this.#status instanceof GrpcStatusError) return;
-    const code = Number(headers['grpc-status']);
-    if (!Number.isInteger(code)) {
-      this.#status = new GrpcStatusError(GrpcCode.UNKNOWN, 'the server ended the call without a grpc-status');
+    const raw = headers['grpc-status'];
+    const code = Number(raw);
+    if (!Number.isInteger(code) || code < GrpcCode.OK || code > GrpcCode.UNAUTHENTICATED) {
+      // A code this side does not know is UNKNOWN (grpc/doc/statuscodes.md).
+      const why = decodeGrpcMessage(headers['grpc-message']);
+      this.#status = new GrpcStatusError(
+        GrpcCode.UNKNOWN,
+        `the server sent grpc-status ${String(raw)}: ${why}`,
+      );
     } else {
       this.#status =
         code === GrpcCode.OK
@@ -152,7 +174,8 @@ export class GrpcCall extends EventEmitter {
   }
 
   #onData(chunk: Buffer): void {
-    if (this.#finished) return;
+    // After a refusing status (HTTP error, not gRPC) the body is not gRPC messages.
+    if (this.#finished || this.#status instanceof GrpcStatusError) return;
     let messages: Buffer[];
     try {
       messages = this.#decoder.push(chunk);
@@ -161,13 +184,31 @@ export class GrpcCall extends EventEmitter {
       this.#stream.close(http2.constants.NGHTTP2_CANCEL);
       return;
     }
-    for (const message of messages) this.emit('data', message);
+    for (const message of messages) {
+      // A listener may have cancelled the call.
+      if (this.#finished) break;
+      this.emit('data', message);
+    }
   }
 
   #onServerDone(): void {
-    if (this.#finished || this.#status === undefined) return;
-    this.#finishWithStatus(this.#status);
-    if (!this.#stream.closed) this.#stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    if (this.#finished) return;
+    if (this.#status !== undefined) {
+      this.#finishWithStatus(this.#status);
+      if (!this.#stream.closed) this.#stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      return;
+    }
+    // No status: a dropped connection also ends the stream this way, and Node marks the
+    // connection destroyed just after. Decide once that has happened (#onClose, or here).
+    setImmediate(() => {
+      if (this.#finished) return;
+      if (this.#connection?.destroyed === true) {
+        this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection dropped'));
+        return;
+      }
+      this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the server ended the call without a gRPC status'));
+      if (!this.#stream.closed) this.#stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    });
   }
 
   #finishWithStatus(status: GrpcStatusError | { code: 0 }): void {
@@ -185,12 +226,15 @@ export class GrpcCall extends EventEmitter {
     const rst = this.#stream.rstCode;
     if (lost !== undefined && (lost as NodeJS.ErrnoException).code !== 'ERR_HTTP2_STREAM_ERROR') {
       this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, lost.message));
+    } else if (this.#connection?.destroyed === true) {
+      // The connection went away under the call (Node resets its streams with CANCEL then).
+      this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection dropped'));
     } else if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) {
       this.#finish(
         new GrpcStatusError(codeOfReset(rst), `the server reset the stream (HTTP/2 error ${rst})`),
       );
     } else {
-      this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection closed before the call ended'));
+      this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the server ended the call without a gRPC status'));
     }
   }
 
@@ -228,7 +272,10 @@ export class GrpcChannel {
         () => call.cancel(GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded'),
         deadlineMs,
       );
-      call.on('data', (message: Buffer) => (response ??= message));
+      call.on('data', (message: Buffer) => {
+        if (response === undefined) response = message;
+        else call.cancel(GrpcCode.INTERNAL, 'the server sent more than one response');
+      });
       call.on('error', (err: GrpcStatusError) => {
         clearTimeout(timer);
         reject(err);
@@ -247,7 +294,10 @@ export class GrpcChannel {
   /** Closes the connection once its calls are done; no new calls. */
   close(): void {
     this.#closed = true;
-    this.#session?.close();
+    const session = this.#session;
+    // A session still connecting would only be ended once connected: drop it now.
+    if (session?.connecting === true) session.destroy();
+    else session?.close();
   }
 
   #call(method: string, metadata: GrpcMetadata, extra: Record<string, string>): GrpcCall {
@@ -288,7 +338,8 @@ export class GrpcChannel {
       connectTimeout,
     );
     connecting.unref();
-    session.once('connect', () => clearTimeout(connecting));
+    // Connected is when the server's SETTINGS arrive: a TLS endpoint that never speaks HTTP/2 is not.
+    session.once('remoteSettings', () => clearTimeout(connecting));
     const keepalive = this.#startKeepalive(session);
     session.once('close', () => {
       clearTimeout(connecting);
@@ -324,6 +375,16 @@ export class GrpcChannel {
       });
     }, every);
     timer.unref();
+    // After a GOAWAY Node no longer pings; the calls still open could then hang on a server that
+    // died before ending them. They get one keepalive period (and its timeout) to end.
+    session.once('goaway', () => {
+      const last = setTimeout(
+        () => session.destroy(new Error('the server went away (GOAWAY) and did not end its calls')),
+        every + timeout,
+      );
+      last.unref();
+      session.once('close', () => clearTimeout(last));
+    });
     return timer;
   }
 }

@@ -148,7 +148,19 @@ export class MdsClient extends EventEmitter {
       maxReceiveMessageBytes: 64 * 1024 * 1024,
     });
     this.#channel = channel;
-    const stream = channel.stream(STREAM_METHOD, zoneCallMetadata(credential));
+    let stream: GrpcCall;
+    try {
+      stream = channel.stream(STREAM_METHOD, zoneCallMetadata(credential));
+    } catch (err) {
+      // node:http2 refuses some addresses synchronously; this runs from a timer, so it must not throw.
+      this.#fail(
+        new MeshError(
+          ErrorCodes.UNAVAILABLE,
+          `MDS stream to ${this.#options.address}: ${(err as Error).message}`,
+        ),
+      );
+      return;
+    }
     this.#stream = stream;
     let ended = false;
     const end = (err: MeshError | undefined): void => {

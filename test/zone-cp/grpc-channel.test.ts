@@ -14,6 +14,7 @@ import { zoneCallMetadata, zoneChannel } from '../../core/ca/zone-channel.js';
 import { GrpcCode, GrpcStatusError } from '../../core/grpc/grpc-codes.js';
 import { encodeGrpcFrame, GrpcFrameDecoder } from '../../core/grpc/grpc-frames.js';
 import { createTestMesh } from '../common/pki-fixtures.js';
+import { waitFor } from '../common/wait.js';
 import { freePort } from '../common/redis-server.js';
 
 const mesh = createTestMesh();
@@ -63,6 +64,25 @@ function answer(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.end(encodeGrpcFrame(Buffer.from('whole')).subarray(0, 7));
   } else if (path === '/t/silent') {
     stream.respond(GRPC);
+  } else if (path === '/t/no-status') {
+    stream.respond(GRPC);
+    stream.end(encodeGrpcFrame(Buffer.from('x')));
+  } else if (path === '/t/odd-code') {
+    stream.respond({ ...GRPC, 'grpc-status': '99', 'grpc-message': 'from the future' }, { endStream: true });
+  } else if (path === '/t/html') {
+    stream.respond({ ':status': 200, 'content-type': 'text/html' });
+    stream.end('<html></html>');
+  } else if (path === '/t/two') {
+    stream.respond(GRPC, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+    stream.end(Buffer.concat([encodeGrpcFrame(Buffer.from('1')), encodeGrpcFrame(Buffer.from('2'))]));
+  } else if (path === '/t/drop') {
+    stream.respond(GRPC);
+    stream.write(encodeGrpcFrame(Buffer.from('partial answer')), () => stream.session?.destroy());
+  } else if (path === '/t/goaway') {
+    stream.respond(GRPC);
+    // Going away without ending the call: a server that dies right after its GOAWAY.
+    stream.session?.goaway();
   }
 }
 
@@ -144,6 +164,11 @@ describe('gRPC channel', () => {
     ['/t/reset', GrpcCode.UNAVAILABLE, 'the server reset the stream (HTTP/2 error 7)'],
     ['/t/cut', GrpcCode.INTERNAL, 'the call ended inside a message'],
     ['/t/silent', GrpcCode.DEADLINE_EXCEEDED, 'deadline exceeded'],
+    ['/t/no-status', GrpcCode.INTERNAL, 'the server ended the call without a gRPC status'],
+    ['/t/odd-code', GrpcCode.UNKNOWN, 'the server sent grpc-status 99: from the future'],
+    ['/t/html', GrpcCode.UNKNOWN, 'the server answered with content-type text/html, not gRPC'],
+    ['/t/two', GrpcCode.INTERNAL, 'the server sent more than one response'],
+    ['/t/drop', GrpcCode.UNAVAILABLE, 'the connection dropped'],
   ])('%s ends the call with status %i and why', async (path, code, details) => {
     expect(await unary(path, addressOf(zone), 300)).toEqual({ code, details });
   });
@@ -208,6 +233,41 @@ test('a server that accepts the connection but never answers is given up on afte
   channel.close();
   for (const socket of accepted) socket.destroy();
   await new Promise((resolve) => silent.close(resolve));
+});
+
+test('a channel closed while it connects lets go of its connection at once', async () => {
+  let connected = false;
+  let closed = false;
+  const silent = net.createServer((socket) => {
+    connected = true;
+    socket.on('error', () => undefined).on('close', () => (closed = true));
+    socket.resume();
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const channel = zoneChannel(`127.0.0.1:${(silent.address() as AddressInfo).port}`, mesh.rootPem, undefined);
+  const call = channel.stream('/t/echo');
+  call.on('error', () => undefined);
+  await waitFor(() => connected || undefined, { what: 'the connection' });
+  channel.close();
+  await waitFor(() => closed || undefined, { what: 'the server to see the connection closed' });
+  await new Promise((resolve) => silent.close(resolve));
+});
+
+test('calls left open after a GOAWAY end UNAVAILABLE after one keepalive period', async () => {
+  const channel = zoneChannel(addressOf(zone), mesh.rootPem, undefined, {
+    keepaliveMs: 50,
+    keepaliveTimeoutMs: 50,
+  });
+  const call = channel.stream('/t/goaway');
+  const ended = await new Promise<unknown>((resolve) => {
+    call.on('end', () => resolve('end'));
+    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
+  });
+  expect(ended).toEqual({
+    code: GrpcCode.UNAVAILABLE,
+    details: 'the server went away (GOAWAY) and did not end its calls',
+  });
+  channel.close();
 });
 
 describe('gRPC message framing', () => {
