@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { zoneCallMetadata, zoneChannel } from '../../core/ca/zone-channel.js';
 import { GrpcCode, GrpcStatusError } from '../../core/grpc/grpc-codes.js';
 import { encodeGrpcFrame, GrpcFrameDecoder } from '../../core/grpc/grpc-frames.js';
+import { MdsClient } from '../../core/mds/mds-client.js';
 import { createTestMesh } from '../common/pki-fixtures.js';
 import { waitFor } from '../common/wait.js';
 import { freePort } from '../common/redis-server.js';
@@ -233,6 +234,38 @@ test('a server that accepts the connection but never answers is given up on afte
   channel.close();
   for (const socket of accepted) socket.destroy();
   await new Promise((resolve) => silent.close(resolve));
+});
+
+test('a listener that cancels the call gets no further message', async () => {
+  const channel = zoneChannel(addressOf(zone), mesh.rootPem, undefined);
+  // Two messages arrive in one chunk; the first one's listener cancels.
+  const call = channel.stream('/t/two');
+  const received: string[] = [];
+  const ended = new Promise<number>((resolve) =>
+    call.on('error', (err: GrpcStatusError) => resolve(err.code)),
+  );
+  call.on('data', (m: Buffer) => {
+    received.push(m.toString());
+    call.cancel();
+  });
+  call.end();
+  expect(await ended).toBe(GrpcCode.CANCELLED);
+  expect(received).toEqual(['1']);
+  channel.close();
+});
+
+test('an MDS client given an address node:http2 cannot parse fails and retries, without throwing', async () => {
+  const client = new MdsClient({
+    address: '::1:5678',
+    caPem: mesh.rootPem,
+    credential: () => ({ token: 't' }),
+    hello: { proxyId: 'p', kind: 'gateway' },
+    onSnapshot: () => undefined,
+    initialBackoffMs: 10_000,
+  });
+  client.start();
+  expect(client.lastError?.message).toMatch(/^MDS stream to ::1:5678: Invalid URL/);
+  client.close();
 });
 
 test('a channel closed while it connects lets go of its connection at once', async () => {
