@@ -23,8 +23,6 @@ export const GrpcCode = {
   UNAUTHENTICATED: 16,
 } as const;
 
-export type GrpcCodeNumber = (typeof GrpcCode)[keyof typeof GrpcCode];
-
 /** Name of a status code (`UNAUTHENTICATED`), for messages. */
 export function grpcCodeName(code: number): string {
   const entry = Object.entries(GrpcCode).find(([, value]) => value === code);

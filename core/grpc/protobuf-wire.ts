@@ -13,7 +13,7 @@
 
 import { ErrorCodes, MeshError } from '../errors.js';
 
-export const WireType = { VARINT: 0, FIXED64: 1, LENGTH_DELIMITED: 2, FIXED32: 5 } as const;
+const WireType = { VARINT: 0, FIXED64: 1, LENGTH_DELIMITED: 2, FIXED32: 5 } as const;
 
 export class ProtobufWireError extends MeshError {
   constructor(message: string) {
@@ -69,16 +69,6 @@ export class ProtobufWriter {
   /** A string field (empty left out). */
   string(field: number, value: string): this {
     return this.bytes(field, Buffer.from(value, 'utf8'));
-  }
-
-  /** One element of a repeated string field: written even when empty, as protobuf does. */
-  repeatedString(field: number, value: string): this {
-    const bytes = Buffer.from(value, 'utf8');
-    this.#tag(field, WireType.LENGTH_DELIMITED);
-    this.#varint(bytes.length);
-    this.#flushScratch();
-    this.#chunks.push(bytes);
-    return this;
   }
 
   /** An embedded message; written even when empty, since a set oneof member must be seen. */
@@ -168,11 +158,6 @@ export function varint(f: WireField, name: string): bigint {
   if (f.wireType !== WireType.VARINT)
     throw new ProtobufWireError(`${name} (field ${f.field}) is not a varint`);
   return f.value;
-}
-
-/** A uint32 field: protobuf keeps the low 32 bits of a longer varint. */
-export function uint32(f: WireField, name: string): number {
-  return Number(varint(f, name) & 0xffffffffn);
 }
 
 /** A string field (invalid UTF-8 becomes U+FFFD, as protobufjs decodes it). */

@@ -11,6 +11,7 @@ import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHtt
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import { zoneCallMetadata, zoneChannel } from '../../core/ca/zone-channel.js';
+import type { GrpcCall } from '../../core/grpc/grpc-channel.js';
 import { GrpcCode, GrpcStatusError } from '../../core/grpc/grpc-codes.js';
 import { encodeGrpcFrame, GrpcFrameDecoder } from '../../core/grpc/grpc-frames.js';
 import { MdsClient } from '../../core/mds/mds-client.js';
@@ -107,6 +108,14 @@ afterAll(async () => {
   await new Promise((resolve) => stranger.close(resolve));
 });
 
+/** How a call ends: 'end' (status OK), or its status error's code and details. */
+function endOf(call: GrpcCall): Promise<'end' | { code: number; details: string }> {
+  return new Promise((resolve) => {
+    call.on('end', () => resolve('end'));
+    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
+  });
+}
+
 /** How a unary call to `path` ends: the response, or the status error's code and details. */
 async function unary(
   path: string,
@@ -141,11 +150,8 @@ describe('gRPC channel', () => {
     const channel = zoneChannel(addressOf(zone), mesh.rootPem, undefined);
     const call = channel.stream('/t/echo');
     const received: string[] = [];
-    const ended = new Promise<string>((resolve) => {
-      call.on('data', (m: Buffer) => received.push(m.toString()));
-      call.on('end', () => resolve('end'));
-      call.on('error', (err: Error) => resolve(err.message));
-    });
+    call.on('data', (m: Buffer) => received.push(m.toString()));
+    const ended = endOf(call);
     for (const word of ['one', 'two', 'three']) call.write(Buffer.from(word));
     call.end();
     expect(await ended).toBe('end');
@@ -204,10 +210,7 @@ test('a server that stops answering keepalive pings loses the connection, and it
     keepaliveTimeoutMs: 50,
   });
   const call = channel.stream('/t/echo');
-  const ended = await new Promise<unknown>((resolve) => {
-    call.on('end', () => resolve('end'));
-    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
-  });
+  const ended = await endOf(call);
   expect(ended).toEqual({
     code: GrpcCode.UNAVAILABLE,
     details: 'the server did not answer a keepalive ping within 50 ms',
@@ -223,10 +226,7 @@ test('a server that accepts the connection but never answers is given up on afte
   const address = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
   const channel = zoneChannel(address, mesh.rootPem, undefined, { connectTimeoutMs: 100 });
   const call = channel.stream('/t/echo');
-  const ended = await new Promise<unknown>((resolve) => {
-    call.on('end', () => resolve('end'));
-    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
-  });
+  const ended = await endOf(call);
   expect(ended).toEqual({
     code: GrpcCode.UNAVAILABLE,
     details: expect.stringContaining(`no connection to ${address} within 100 ms`),
@@ -292,10 +292,7 @@ test('calls left open after a GOAWAY end UNAVAILABLE after one keepalive period'
     keepaliveTimeoutMs: 50,
   });
   const call = channel.stream('/t/goaway');
-  const ended = await new Promise<unknown>((resolve) => {
-    call.on('end', () => resolve('end'));
-    call.on('error', (err: GrpcStatusError) => resolve({ code: err.code, details: err.details }));
-  });
+  const ended = await endOf(call);
   expect(ended).toEqual({
     code: GrpcCode.UNAVAILABLE,
     details: 'the server went away (GOAWAY) and did not end its calls',
