@@ -6,7 +6,6 @@
  * get 400, oversized headers 431, a client too slow with its headers 408.
  */
 
-import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
@@ -18,6 +17,7 @@ import { sendLocalReply } from '../http/local-reply.js';
 import { rawHttpError, tunnelUpgrade, upgradeRequestHead } from '../http/upgrade-tunnel.js';
 import type { HttpServerLimits } from '../http/http-servers.js';
 import type { ProxyContext } from '../proxy-context.js';
+import { newRequestId } from '../telemetry/request-id.js';
 import { REQUEST_ID } from '../telemetry/trace.js';
 import { connectUpstream } from '../upstream/upstream-connect.js';
 import { OutboundExchange } from './outbound-exchange.js';
@@ -97,7 +97,7 @@ export class OutboundListener extends HttpListener {
     );
     const extra: Record<string, string> = {};
     if (tls) extra[MESH_SOURCE_HEADER] = active.sourceHeader;
-    if (firstHeader(req.headers[REQUEST_ID]) === undefined) extra[REQUEST_ID] = randomUUID();
+    if (firstHeader(req.headers[REQUEST_ID]) === undefined) extra[REQUEST_ID] = newRequestId();
     const requestHead = upgradeRequestHead(req, target.path, target.authority, extra);
     const onError = (): void => {
       cluster.recordResult(e, 0);

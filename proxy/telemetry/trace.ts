@@ -6,16 +6,17 @@
  * an id, and tells the next hop that span is the parent.
  */
 
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { firstHeader } from '../http/http-headers.js';
+import { newRequestId } from './request-id.js';
 
 export const REQUEST_ID = 'x-request-id';
 
 export function ensureRequestId(headers: OutgoingHttpHeaders, incoming: IncomingHttpHeaders): string {
   const existing = firstHeader(incoming[REQUEST_ID]);
   if (existing !== undefined && existing !== '') return existing;
-  const id = randomUUID();
+  const id = newRequestId();
   headers[REQUEST_ID] = id;
   return id;
 }

@@ -168,17 +168,18 @@ export function parseResponseHead(text: string, bodyless: boolean): ResponseHead
   let pos = lineEnd + 2;
   const end = text.length - 2;
   while (pos < end) {
+    // Indexes into the head rather than a string per line: a proxy parses one head per request.
     const next = text.indexOf('\r\n', pos);
-    const line = text.slice(pos, next);
-    pos = next + 2;
-    const colon = line.indexOf(':');
-    if (colon <= 0) throw new H1ProtocolError('INVALID_HEADER', 'malformed response header line');
-    const rawName = line.slice(0, colon);
+    const colon = text.indexOf(':', pos);
+    if (colon <= pos || colon > next)
+      throw new H1ProtocolError('INVALID_HEADER', 'malformed response header line');
+    const rawName = text.slice(pos, colon);
     if (!TOKEN.test(rawName)) throw new H1ProtocolError('INVALID_HEADER', 'invalid response header name');
-    const value = trimOws(line.slice(colon + 1));
+    const value = fieldValue(text, colon + 1, next);
+    pos = next + 2;
     if (BAD_VALUE.test(value))
       throw new H1ProtocolError('INVALID_HEADER', `invalid characters in response header ${rawName}`);
-    const name = rawName.toLowerCase();
+    const name = lowerCaseName(rawName);
     if (name === 'content-length') {
       const n = parseLength(value);
       if (contentLength >= 0 && n !== contentLength)
@@ -224,12 +225,38 @@ function parseLength(value: string): number {
   return n;
 }
 
-function trimOws(s: string): string {
-  let a = 0;
-  let b = s.length;
-  while (a < b && (s.charCodeAt(a) === 32 || s.charCodeAt(a) === 9)) a++;
-  while (b > a && (s.charCodeAt(b - 1) === 32 || s.charCodeAt(b - 1) === 9)) b--;
-  return a === 0 && b === s.length ? s : s.slice(a, b);
+/** The field value between `from` and `to`, without the optional whitespace (space, tab) around it. */
+function fieldValue(text: string, from: number, to: number): string {
+  while (from < to && isOws(text.charCodeAt(from))) from++;
+  while (to > from && isOws(text.charCodeAt(to - 1))) to--;
+  return text.slice(from, to);
+}
+
+function isOws(code: number): boolean {
+  return code === 32 || code === 9;
+}
+
+/**
+ * Header names as upstreams spell them ("Content-Type") mapped to their
+ * lower case once, instead of a new string per header per response. A
+ * dictionary object rather than a Map: its keys are V8's internalized
+ * copies, where a Map would keep the name as sliced from the head and with
+ * it the whole head. Bounded: an upstream inventing names only stops the
+ * cache from growing.
+ */
+const lowerCaseNames: Record<string, string> = Object.create(null) as Record<string, string>;
+let cachedNames = 0;
+const MAX_CACHED_NAMES = 512;
+
+function lowerCaseName(raw: string): string {
+  const cached = lowerCaseNames[raw];
+  if (cached !== undefined) return cached;
+  const lower = raw.toLowerCase();
+  if (lower !== raw && cachedNames < MAX_CACHED_NAMES) {
+    lowerCaseNames[raw] = lower;
+    cachedNames++;
+  }
+  return lower;
 }
 
 function hasToken(list: string, token: string): boolean {
@@ -264,9 +291,9 @@ export function parseTrailers(text: string): IncomingHttpHeaders {
     const colon = line.indexOf(':');
     const rawName = colon > 0 ? line.slice(0, colon) : '';
     if (!TOKEN.test(rawName)) throw new H1ProtocolError('INVALID_TRAILER', 'malformed response trailer');
-    const value = trimOws(line.slice(colon + 1));
+    const value = fieldValue(line, colon + 1, line.length);
     if (BAD_VALUE.test(value)) throw new H1ProtocolError('INVALID_TRAILER', 'malformed response trailer');
-    addHeader(trailers, rawName.toLowerCase(), value);
+    addHeader(trailers, lowerCaseName(rawName), value);
   }
   return trailers;
 }

@@ -467,7 +467,8 @@ describe('lean HTTP/1.1 upstream client', () => {
     });
     const drops = seen.slice(1).map((n, i) => (seen[i] ?? 0) - n);
     // Closing them all in one turn stalled every request in flight (bench:proxy p99).
-    expect(Math.max(...drops)).toBeLessThanOrEqual(4);
+    // The loop turns over idle for the whole idle timeout: tens of thousands of samples, too many to spread.
+    expect(drops.reduce((max, d) => Math.max(max, d), 0)).toBeLessThanOrEqual(4);
     expect(drops.filter((d) => d > 0).length).toBeGreaterThanOrEqual(5);
   });
 
