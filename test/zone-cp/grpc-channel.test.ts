@@ -117,6 +117,19 @@ function endOf(call: GrpcCall): Promise<'end' | { code: number; details: string 
 }
 
 /** How a unary call to `path` ends: the response, or the status error's code and details. */
+/** How a stream on `path` ends on a channel that pings every 50 ms and waits 50 ms for each answer. */
+async function endOfShortKeepaliveStream(
+  address: string,
+  path: string,
+): Promise<'end' | { code: number; details: string }> {
+  const channel = zoneChannel(address, mesh.rootPem, undefined, { keepaliveMs: 50, keepaliveTimeoutMs: 50 });
+  try {
+    return await endOf(channel.stream(path));
+  } finally {
+    channel.close();
+  }
+}
+
 async function unary(
   path: string,
   address = addressOf(zone),
@@ -205,17 +218,14 @@ test('a server that stops answering keepalive pings loses the connection, and it
     },
   );
   await new Promise<void>((resolve) => mute.listen(0, '127.0.0.1', resolve));
-  const channel = zoneChannel(`127.0.0.1:${(mute.address() as AddressInfo).port}`, mesh.rootPem, undefined, {
-    keepaliveMs: 50,
-    keepaliveTimeoutMs: 50,
-  });
-  const call = channel.stream('/t/echo');
-  const ended = await endOf(call);
+  const ended = await endOfShortKeepaliveStream(
+    `127.0.0.1:${(mute.address() as AddressInfo).port}`,
+    '/t/echo',
+  );
   expect(ended).toEqual({
     code: GrpcCode.UNAVAILABLE,
     details: 'the server did not answer a keepalive ping within 50 ms',
   });
-  channel.close();
   await new Promise((resolve) => mute.close(resolve));
 });
 
@@ -287,17 +297,11 @@ test('a channel closed while it connects lets go of its connection at once', asy
 });
 
 test('calls left open after a GOAWAY end UNAVAILABLE after one keepalive period', async () => {
-  const channel = zoneChannel(addressOf(zone), mesh.rootPem, undefined, {
-    keepaliveMs: 50,
-    keepaliveTimeoutMs: 50,
-  });
-  const call = channel.stream('/t/goaway');
-  const ended = await endOf(call);
+  const ended = await endOfShortKeepaliveStream(addressOf(zone), '/t/goaway');
   expect(ended).toEqual({
     code: GrpcCode.UNAVAILABLE,
     details: 'the server went away (GOAWAY) and did not end its calls',
   });
-  channel.close();
 });
 
 describe('gRPC message framing', () => {
