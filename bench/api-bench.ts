@@ -16,7 +16,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { AddressInfo } from 'node:net';
-import { freePort, startRedisServer } from '../test/common/redis-server.js';
+import { freePort } from '../core/free-port.js';
+import { startRedisServer } from '../test/common/redis-server.js';
 import {
   median,
   percentile,

@@ -41,7 +41,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
-import { freePort } from '../test/common/redis-server.js';
+import { freePort } from '../core/free-port.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { addedPercentiles, ascending, median, percentile, round, rssMiB } from './support/load.js';
 import { middleboxTransit } from './support/pcap-transit.js';

@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { MemoryStore } from '../core/store/store-memory.js';
 import { KdsClient } from '../zone-cp/kds/kds-client.js';
 import { createLogger } from '../core/log.js';
-import { freePort } from '../test/common/redis-server.js';
+import { freePort } from '../core/free-port.js';
 import { median, percentile, round, rssMiB } from './support/load.js';
 
 const SELF = fileURLToPath(import.meta.url);

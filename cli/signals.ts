@@ -42,8 +42,14 @@ export function explainListenError(
       },
     );
   }
-  const code = (err as { code?: unknown }).code;
-  const where = `${host ?? '127.0.0.1'}:${port ?? 5681}`;
+  const failed = err as { code?: unknown; address?: unknown; port?: unknown };
+  const code = failed.code;
+  // Node's listen error names the address that failed: with --port 0 that
+  // is a component's port, not the flag's 0.
+  const where =
+    typeof failed.address === 'string' && typeof failed.port === 'number'
+      ? `${failed.address}:${failed.port}`
+      : `${host ?? '127.0.0.1'}:${port ?? 5681}`;
   if (code === 'EADDRINUSE') {
     return new MeshError(
       ErrorCodes.CONFIG,

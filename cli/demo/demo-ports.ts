@@ -31,20 +31,6 @@ export interface DemoPortPlan {
   workloads: WorkloadPorts[];
 }
 
-/** Ports that must be known before the component that binds them starts (the zone announces its gateway; a VM registers its inbound port). */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== 'object' || address === null)
-    throw new MeshError(ErrorCodes.INTERNAL, 'could not pick a free port');
-  return address.port;
-}
-
 const FIXED_ZONES: ZonePorts[] = [
   { rest: 5682, grpc: 5678, gateway: 15443, gatewayAdmin: 15021 },
   { rest: 5692, grpc: 5688, gateway: 15444, gatewayAdmin: 15022 },

@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from './wait.js';
 
 export interface RedisServerOptions {
@@ -28,19 +29,6 @@ export interface RedisServer {
   kill(): Promise<void>;
   /** Stops the process and removes the temp dir. Idempotent. */
   stop(): Promise<void>;
-}
-
-/** A port nobody listens on right now: bind :0, read it, close. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 function redisServerPath(): string {

@@ -20,7 +20,7 @@ import type { ConsulSourceOptions } from '../../zone-cp/discovery/discovery-cons
 import { resolveConsulSettings } from '../../zone-cp/discovery/discovery-consul-options.js';
 import { FakeConsul } from '../common/fake-consul.js';
 import type { FakeConsulOptions } from '../common/fake-consul.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from '../common/wait.js';
 
 const closers: Array<() => Promise<void>> = [];

@@ -15,7 +15,7 @@ import { startProxy, type ProxyHandle } from '../../proxy/index.js';
 import type { WorkloadEndpoint } from '../../zone-cp/discovery/discovery.js';
 import type { ServiceInspection } from '../../zone-cp/api/inspect-service-routes.js';
 import { http } from '../common/http.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from '../common/wait.js';
 import { service, startTestZoneCp, workload, type TestZoneCp } from '../common/zone-cp.js';
 import { startTestGlobal, type TestGlobal } from '../kds/kds-harness.js';

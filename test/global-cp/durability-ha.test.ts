@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { startGlobalCp } from '../../global-cp/global-cp.js';
 import type { GlobalCpHandle } from '../../global-cp/options.js';
 import { assertCliBuilt, startCli } from '../common/cli.js';
-import { freePort, startRedisServer, type RedisServer } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
+import { startRedisServer, type RedisServer } from '../common/redis-server.js';
 import { waitFor } from '../common/wait.js';
 import { http, openSse } from '../common/http.js';
 

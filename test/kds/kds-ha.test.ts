@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { SERVICE_CATALOG_KIND } from '../../core/auth/internal-kinds.js';
 import { assertCliBuilt, startCli, type RunningCli } from '../common/cli.js';
 import { http } from '../common/http.js';
-import { freePort, startRedisServer, type RedisServer } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
+import { startRedisServer, type RedisServer } from '../common/redis-server.js';
 import { waitFor } from '../common/wait.js';
 import { inventoryWith, peerAuthentication, startTestZone, type TestZone } from './kds-harness.js';
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli.js';
 import { http } from '../common/http.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from '../common/wait.js';
 import { peerAuthentication } from './kds-harness.js';
 

@@ -7,7 +7,7 @@ import { SECRET_KIND, SERVICE_CATALOG_KIND } from '../../core/auth/internal-kind
 import type { Resource } from '../../core/resource/resource.js';
 import { MemoryStore } from '../../core/store/store-memory.js';
 import { startGlobalCp } from '../../global-cp/global-cp.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from '../common/wait.js';
 import {
   globalHandle,

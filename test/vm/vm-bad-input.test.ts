@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { assertCliBuilt, type CliResult } from '../common/cli.js';
 import { createTestMesh } from '../common/pki-fixtures.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import {
   errorLine,
   hostNet,

@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import { CLI_MAIN, cliEnv, type CliResult, type RunningCli } from '../common/cli.js';
 import { createTestMesh } from '../common/pki-fixtures.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from '../common/wait.js';
 import { startTestZoneCp, type TestZoneCp } from '../common/zone-cp.js';
 import type { ZoneCpOptions } from '../../zone-cp/options.js';

@@ -9,7 +9,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Prober, type ProbeState } from '../../vm-agent/agent-probe.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 import { waitFor } from '../common/wait.js';
 
 const probers: Prober[] = [];

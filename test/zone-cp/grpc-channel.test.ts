@@ -17,7 +17,7 @@ import { encodeGrpcFrame, GrpcFrameDecoder } from '../../core/grpc/grpc-frames.j
 import { MdsClient } from '../../core/mds/mds-client.js';
 import { createTestMesh } from '../common/pki-fixtures.js';
 import { waitFor } from '../common/wait.js';
-import { freePort } from '../common/redis-server.js';
+import { freePort } from '../../core/free-port.js';
 
 const mesh = createTestMesh();
 const zoneCert = mesh.workload({
