@@ -52,7 +52,8 @@ import {
 } from './support/load-tools.js';
 import { startFixedMds, type FixedMds } from './support/fixed-mds.js';
 import { chainTransit } from './support/pcap-http-transit.js';
-import { freePort, startNginxApp, startNginxChain } from './support/nginx-mtls-chain.js';
+import { freePort } from '../core/free-port.js';
+import { startNginxApp, startNginxChain } from './support/nginx-mtls-chain.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);

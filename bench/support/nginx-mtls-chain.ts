@@ -14,6 +14,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { freePort } from '../../core/free-port.js';
 
 export interface NginxProcess {
   pid: number;
@@ -28,18 +29,6 @@ export interface ChainCertificates {
   /** Must carry the DNS SAN `serverName` (nginx checks the name). */
   server: { certChainPem: string; keyPem: string };
   serverName: string;
-}
-
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as net.AddressInfo).port;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 function waitListening(port: number, timeoutMs = 10_000): Promise<void> {
