@@ -3,21 +3,14 @@
 import { describe, expect, it } from '@jest/globals';
 import net from 'node:net';
 import { explainListenError } from '../../cli/signals.js';
-
-function listen(port: number): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve(server));
-  });
-}
+import { listenLocal } from '../common/ports.js';
 
 describe('explainListenError', () => {
   it('names the port a component failed to bind when the flag was --port 0', async () => {
-    const taken = await listen(0);
+    const taken = await listenLocal(0);
     const { port } = taken.address() as net.AddressInfo;
     try {
-      const err = await listen(port).then(
+      const err = await listenLocal(port).then(
         (s) => {
           s.close();
           throw new Error('the second listen should have failed');

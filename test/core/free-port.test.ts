@@ -9,14 +9,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ephemeralPortRange, freePort, pickableSpan } from '../../core/free-port.js';
-
-function listen(port: number): Promise<net.Server> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve(server));
-  });
-}
+import { listenLocal } from '../common/ports.js';
 
 describe('freePort', () => {
   it('returns a port outside the ephemeral range that can be bound', async () => {
@@ -26,7 +19,7 @@ describe('freePort', () => {
       expect(port < low || port > high).toBe(true);
       expect(port).toBeGreaterThanOrEqual(10000);
     }
-    const server = await listen(ports[0] ?? 0);
+    const server = await listenLocal(ports[0] ?? 0);
     try {
       expect((server.address() as net.AddressInfo).port).toBe(ports[0]);
     } finally {
