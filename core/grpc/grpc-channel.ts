@@ -22,7 +22,7 @@ import http2, {
   type IncomingHttpHeaders,
 } from 'node:http2';
 import type { PeerCertificate } from 'node:tls';
-import { GrpcCode, GrpcStatusError } from './grpc-codes.js';
+import { GrpcCode, grpcCodeForHttpStatus, GrpcStatusError } from './grpc-codes.js';
 import { encodeGrpcFrame, GrpcFrameDecoder } from './grpc-frames.js';
 
 export interface GrpcChannelOptions {
@@ -60,16 +60,6 @@ function codeOfReset(rstCode: number): number {
   if (rstCode === c.NGHTTP2_ENHANCE_YOUR_CALM) return GrpcCode.RESOURCE_EXHAUSTED;
   if (rstCode === c.NGHTTP2_INADEQUATE_SECURITY) return GrpcCode.PERMISSION_DENIED;
   return GrpcCode.INTERNAL;
-}
-
-/** What a non-200 HTTP status means as a gRPC status (grpc/doc/http-grpc-status-mapping.md). */
-function codeOfHttpStatus(status: number): number {
-  if (status === 400) return GrpcCode.INTERNAL;
-  if (status === 401) return GrpcCode.UNAUTHENTICATED;
-  if (status === 403) return GrpcCode.PERMISSION_DENIED;
-  if (status === 404) return GrpcCode.UNIMPLEMENTED;
-  if (status === 429 || status === 502 || status === 503 || status === 504) return GrpcCode.UNAVAILABLE;
-  return GrpcCode.UNKNOWN;
 }
 
 /** `grpc-message` is percent-encoded UTF-8. */
@@ -138,7 +128,7 @@ export class GrpcCall extends EventEmitter {
   #onHeaders(headers: IncomingHttpHeaders): void {
     const status = Number(headers[':status']);
     if (status !== 200) {
-      this.#status = new GrpcStatusError(codeOfHttpStatus(status), `the server answered HTTP ${status}`);
+      this.#status = new GrpcStatusError(grpcCodeForHttpStatus(status), `the server answered HTTP ${status}`);
       return;
     }
     const type = headers['content-type'] ?? '';
@@ -258,14 +248,31 @@ export class GrpcChannel {
     this.#options = options;
   }
 
-  /** A call that streams both ways (`write` messages, `end` when done). */
+  /**
+   * A call that streams both ways (`write` messages, `end` when done).
+   * Throws when the call cannot even start: the channel is closed, or
+   * node:http2 refuses the address as it stands.
+   */
   stream(method: string, metadata: GrpcMetadata = {}): GrpcCall {
     return this.#call(method, metadata, {});
   }
 
-  /** One request, one response; rejects with a GrpcStatusError (DEADLINE_EXCEEDED after `deadlineMs`). */
+  /**
+   * One request, one response; rejects with a GrpcStatusError
+   * (DEADLINE_EXCEEDED after `deadlineMs`, UNAVAILABLE when the call cannot
+   * start). Never throws.
+   */
   unary(method: string, request: Buffer, metadata: GrpcMetadata, deadlineMs: number): Promise<Buffer> {
-    const call = this.#call(method, metadata, { 'grpc-timeout': `${Math.max(1, Math.ceil(deadlineMs))}m` });
+    let call: GrpcCall;
+    try {
+      call = this.#call(method, metadata, { 'grpc-timeout': `${Math.max(1, Math.ceil(deadlineMs))}m` });
+    } catch (err) {
+      return Promise.reject(
+        err instanceof GrpcStatusError
+          ? err
+          : new GrpcStatusError(GrpcCode.UNAVAILABLE, (err as Error).message),
+      );
+    }
     return new Promise<Buffer>((resolve, reject) => {
       let response: Buffer | undefined;
       const timer = setTimeout(

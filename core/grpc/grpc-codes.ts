@@ -30,6 +30,31 @@ export function grpcCodeName(code: number): string {
 }
 
 /** A call's end: its status code and the server's (or the client's) reason. */
+/**
+ * What an HTTP status means as a gRPC status, for an answer that carries no
+ * grpc-status (grpc/doc/http-grpc-status-mapping.md; Envoy's
+ * httpToGrpcStatus is the same table).
+ */
+export function grpcCodeForHttpStatus(status: number): number {
+  switch (status) {
+    case 400:
+      return GrpcCode.INTERNAL;
+    case 401:
+      return GrpcCode.UNAUTHENTICATED;
+    case 403:
+      return GrpcCode.PERMISSION_DENIED;
+    case 404:
+      return GrpcCode.UNIMPLEMENTED;
+    case 429:
+    case 502:
+    case 503:
+    case 504:
+      return GrpcCode.UNAVAILABLE;
+    default:
+      return GrpcCode.UNKNOWN;
+  }
+}
+
 export class GrpcStatusError extends Error {
   constructor(
     readonly code: number,

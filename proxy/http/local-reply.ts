@@ -7,29 +7,9 @@
 
 import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Http2ServerResponse } from 'node:http2';
+import { grpcCodeForHttpStatus } from '../../core/grpc/grpc-codes.js';
 
 export type DownstreamResponse = ServerResponse | Http2ServerResponse;
-
-/** HTTP status → gRPC status code (Envoy's grpc::Utility::httpToGrpcStatus). */
-export function grpcStatusForHttp(status: number): number {
-  switch (status) {
-    case 400:
-      return 13; // INTERNAL
-    case 401:
-      return 16; // UNAUTHENTICATED
-    case 403:
-      return 7; // PERMISSION_DENIED
-    case 404:
-      return 12; // UNIMPLEMENTED
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-      return 14; // UNAVAILABLE
-    default:
-      return 2; // UNKNOWN
-  }
-}
 
 /**
  * Sends a complete local answer. Returns the status actually sent (200
@@ -48,7 +28,7 @@ export function sendLocalReply(
     return status;
   }
   if (grpc) {
-    const code = grpcCode ?? grpcStatusForHttp(status);
+    const code = grpcCode ?? grpcCodeForHttpStatus(status);
     res.writeHead(200, { 'content-type': 'application/grpc', ...extraHeaders });
     res.addTrailers({ 'grpc-status': String(code), 'grpc-message': encodeURIComponent(text) });
     res.end();

@@ -7,9 +7,11 @@
 
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
+import { generateKeyPairSync } from 'node:crypto';
 import http2, { type Http2SecureServer, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
+import { requestCertificate } from '../../core/ca/ca-client.js';
 import { zoneCallMetadata, zoneChannel } from '../../core/ca/zone-channel.js';
 import type { GrpcCall } from '../../core/grpc/grpc-channel.js';
 import { GrpcCode, GrpcStatusError } from '../../core/grpc/grpc-codes.js';
@@ -276,6 +278,23 @@ test('an MDS client given an address node:http2 cannot parse fails and retries, 
   client.start();
   expect(client.lastError?.message).toMatch(/^MDS stream to ::1:5678: Invalid URL/);
   client.close();
+});
+
+test('a certificate request to an address node:http2 cannot parse rejects with a MeshError', async () => {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  await expect(
+    requestCertificate({
+      address: '::1:5678',
+      caPem: mesh.rootPem,
+      credential: { token: 't' },
+      privateKey,
+      publicKey,
+    }),
+  ).rejects.toMatchObject({
+    name: 'MeshError',
+    code: 'MESHFED_ERR_UNAVAILABLE',
+    message: expect.stringMatching(/^certificate request to ::1:5678 failed: UNAVAILABLE: Invalid URL/),
+  });
 });
 
 test('a channel closed while it connects lets go of its connection at once', async () => {
