@@ -35,7 +35,7 @@
  */
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -44,6 +44,7 @@ import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
 import { freePort } from '../core/free-port.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { addedPercentiles, ascending, median, percentile, round, rssMiB } from './support/load.js';
+import { cpuSeconds } from './support/load-tools.js';
 import { middleboxTransit } from './support/pcap-transit.js';
 
 const HERE = resolve(fileURLToPath(import.meta.url), '..');
@@ -212,17 +213,6 @@ backend bench
   const child = spawn('haproxy', ['-f', config, '-db'], { stdio: ['ignore', 'ignore', 'inherit'] });
   await waitPort(port, 'haproxy');
   return { ...track(child), port };
-}
-
-/** CPU seconds (user + system) a process has used, from /proc. */
-function cpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
-  } catch {
-    return NaN;
-  }
 }
 
 function runClient(job: Record<string, unknown>, files: Files): Promise<Record<string, unknown>> {

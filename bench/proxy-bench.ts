@@ -36,9 +36,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
-import { ZONE_CP_SERVER_NAME } from '../core/ca/zone-channel.js';
 import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
-import { createTestMesh } from '../test/common/pki-fixtures.js';
+import { createTestMesh, zoneCpServerCredentials } from '../test/common/pki-fixtures.js';
 import { addedPercentiles, median, round, rssMiB } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import {
@@ -313,12 +312,7 @@ async function main(): Promise<void> {
     stops.push(() => app.stop());
     let source: ConfigSource = { file: true };
     if (CONFIG_SOURCE === 'mds') {
-      const zone = mesh.workload({
-        namespace: NS,
-        serviceAccount: 'zone-cp',
-        dnsNames: [ZONE_CP_SERVER_NAME],
-      });
-      const mds = await startFixedMds(zone);
+      const mds = await startFixedMds(zoneCpServerCredentials(mesh));
       stops.push(async () => mds.close());
       source = { mds, caPem: mesh.rootPem };
     }

@@ -51,7 +51,7 @@ export function pickableSpan([low, high]: [number, number]): [number, number] | 
 }
 
 /** Resolves true if `port` could be bound on `host` just now. */
-function canBind(port: number, host: string): Promise<boolean> {
+export function canBind(port: number, host: string): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', () => resolve(false));

@@ -6,7 +6,7 @@
  * port in use is one clear line naming it, before anything started.
  */
 
-import net from 'node:net';
+import { canBind } from '../../core/free-port.js';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 
 export interface WorkloadPorts {
@@ -78,15 +78,6 @@ export function planPorts(fixed: boolean, zones: number, workloads: number): Dem
   };
 }
 
-/** Is `port` free on 127.0.0.1? */
-function isFree(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
-
 /**
  * Throws CONFIG naming the first port of `ports` (name → port) that is taken
  * and the flag that avoids it.
@@ -94,7 +85,7 @@ function isFree(port: number): Promise<boolean> {
 export async function checkPortsFree(ports: Array<[string, number]>): Promise<void> {
   for (const [what, port] of ports) {
     if (port === 0) continue;
-    if (!(await isFree(port))) {
+    if (!(await canBind(port, '127.0.0.1'))) {
       throw new MeshError(
         ErrorCodes.CONFIG,
         `port ${port} (${what}) is already in use: stop what listens there (another meshfed demo?), or run meshfed demo --port 0 to put everything on free ports`,

@@ -2,7 +2,7 @@
  * The client side's encoding of core/proto/ca.proto (SignRequest out,
  * SignResponse in) on core/grpc/protobuf-wire, in the shapes proto-loader
  * gives the zone CA (keepCase, 64-bit integers as strings). Field numbers
- * are the .proto's; test/zone-cp/mds-codec.test.ts checks both ways
+ * are the .proto's; test/zone-cp/zone-codecs.test.ts checks both ways
  * against proto-loader.
  */
 

@@ -107,12 +107,8 @@ export class MdsClient extends EventEmitter {
   sendReport(json: Buffer): boolean {
     const stream = this.#stream;
     if (!this.#connected || stream === undefined) return false;
-    try {
-      stream.write(encodeProxyMessage({ report: { json } }));
-      return true;
-    } catch {
-      return false;
-    }
+    this.#send(stream, { report: { json } });
+    return true;
   }
 
   /** Opens the stream (and keeps it open). Idempotent. */
@@ -216,7 +212,7 @@ export class MdsClient extends EventEmitter {
     this.#queue = this.#queue.then(async () => {
       let error: string | undefined;
       try {
-        const json: unknown = JSON.parse(Buffer.from(snapshot.json).toString('utf8'));
+        const json: unknown = JSON.parse(snapshot.json.toString('utf8'));
         await this.#options.onSnapshot({ version, type, json });
       } catch (err) {
         error = (err instanceof Error ? err.message : String(err)) || 'snapshot refused';

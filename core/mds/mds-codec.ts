@@ -2,7 +2,7 @@
  * The proxy side's encoding of core/proto/mds.proto (ProxyMessage out,
  * ControlMessage in) on core/grpc/protobuf-wire, into and from the wire
  * shapes proto-loader gives the zone (mds-messages.ts). Field numbers are
- * the .proto's; test/zone-cp/mds-codec.test.ts checks both ways against
+ * the .proto's; test/zone-cp/zone-codecs.test.ts checks both ways against
  * proto-loader.
  */
 

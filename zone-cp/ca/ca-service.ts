@@ -11,6 +11,7 @@ import {
   type ServerUnaryCall,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
+import type { SignResponseWire } from '../../core/ca/ca-codec.js';
 import type { Logger } from '../../core/log.js';
 import { Counter, Histogram, type Registry } from '../../core/metrics.js';
 import { ErrorCodes, isMeshError } from '../../core/errors.js';
@@ -42,14 +43,6 @@ export interface CaServiceOptions {
 interface SignRequestWire {
   csr_pem?: string;
   ttl_seconds?: number;
-}
-
-interface SignResponseWire {
-  cert_chain_pem: string[];
-  trust_bundle_pem: string[];
-  spiffe_id: string;
-  not_after: string;
-  serial: string;
 }
 
 export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImplementation {
