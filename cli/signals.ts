@@ -27,20 +27,19 @@ export function exitOnSignal(stop: () => Promise<void>): void {
   process.on('SIGTERM', handler);
 }
 
-/** A listen failure (port taken, address not local) as a MeshError that says what to do. */
+/**
+ * A listen failure (port taken, address not local) as a MeshError that says what to do.
+ * `portFlags` names the command's own port flags for the hint ("--port" unless given).
+ */
 export function explainListenError(
   err: unknown,
   host: string | undefined,
   port: number | undefined,
+  portFlags = '--port',
 ): unknown {
+  const hint = `stop what listens there or pass ${portFlags} N (0 picks a free port)`;
   if (err instanceof MeshError && /already in use/.test(err.message)) {
-    return new MeshError(
-      err.code,
-      `${err.message}: stop what listens there or pass --port N (0 picks a free port)`,
-      {
-        cause: err,
-      },
-    );
+    return new MeshError(err.code, `${err.message}: ${hint}`, { cause: err });
   }
   const failed = err as { code?: unknown; address?: unknown; port?: unknown };
   const code = failed.code;
@@ -51,11 +50,7 @@ export function explainListenError(
       ? `${failed.address}:${failed.port}`
       : `${host ?? '127.0.0.1'}:${port ?? 5681}`;
   if (code === 'EADDRINUSE') {
-    return new MeshError(
-      ErrorCodes.CONFIG,
-      `${where} is already in use: stop what listens there or pass --port N (0 picks a free port)`,
-      { cause: err },
-    );
+    return new MeshError(ErrorCodes.CONFIG, `${where} is already in use: ${hint}`, { cause: err });
   }
   if (code === 'EADDRNOTAVAIL' || code === 'EACCES') {
     return new MeshError(ErrorCodes.CONFIG, `cannot listen on ${where}: ${(err as Error).message}`, {

@@ -21,6 +21,7 @@ export const REFUSAL_REASONS = [
   'hello-timeout',
   'hello-incomplete',
   'non-mesh-sni',
+  'not-exported',
   'unknown-service',
   'unknown-port',
   'unknown-subset',

@@ -34,7 +34,8 @@ export interface Route {
 }
 
 /** Why an SNI found no route; the refusal metric's reason. */
-export type RouteMiss = 'non-mesh-sni' | 'unknown-service' | 'unknown-port' | 'unknown-subset';
+export type RouteMiss =
+  'non-mesh-sni' | 'not-exported' | 'unknown-service' | 'unknown-port' | 'unknown-subset';
 
 export interface GatewayTable {
   readonly version: string;
@@ -42,6 +43,8 @@ export interface GatewayTable {
   readonly routes: ReadonlyMap<string, Route>;
   /** Per `name.namespace`: the ports and subsets it exports, to tell a wrong port from a wrong subset. */
   readonly services: ReadonlyMap<string, { ports: ReadonlySet<number>; subsets: ReadonlySet<string> }>;
+  /** `name.namespace` of local services pinned to this zone: refused as not-exported. */
+  readonly notExported: ReadonlySet<string>;
   /** The snapshot the table was compiled from, for /config_dump. */
   readonly snapshot: GatewaySnapshot;
 }
@@ -140,7 +143,31 @@ export function validateGatewaySnapshot(json: unknown): GatewaySnapshot {
     seen.add(key);
     return service;
   });
-  return { type: GATEWAY_SNAPSHOT_TYPE, zone: root.zone, services };
+  const notExported =
+    root.notExported === undefined
+      ? undefined
+      : arrayAt(root.notExported, 'notExported').map((entry, i) => {
+          const [name, namespace, ...rest] = typeof entry === 'string' ? entry.split('.') : [];
+          if (
+            name === undefined ||
+            namespace === undefined ||
+            rest.length > 0 ||
+            !LABEL.test(name) ||
+            !LABEL.test(namespace)
+          ) {
+            throw invalid(`notExported[${i}]`, 'must be `name.namespace` (two DNS-1123 labels)');
+          }
+          if (seen.has(`${name}.${namespace}`)) {
+            throw invalid(`notExported[${i}]`, `service ${name}.${namespace} is also in services`);
+          }
+          return `${name}.${namespace}`;
+        });
+  return {
+    type: GATEWAY_SNAPSHOT_TYPE,
+    zone: root.zone,
+    services,
+    ...(notExported === undefined ? {} : { notExported }),
+  };
 }
 
 /**
@@ -191,15 +218,17 @@ export function compileGatewayTable(
     services.set(serviceKey, { ports: new Set(service.ports), subsets });
   }
   pool.retainOnly(named);
-  return { version, zone: snapshot.zone, routes, services, snapshot };
+  const notExported = new Set(snapshot.notExported ?? []);
+  return { version, zone: snapshot.zone, routes, services, notExported, snapshot };
 }
 
 /** Why `serverName` has no route in `table` (only called on the refusal path). */
 export function classifyMiss(table: GatewayTable, serverName: string): RouteMiss {
   const sni = parseMeshSni(serverName);
   if (sni === undefined) return 'non-mesh-sni';
-  const service = table.services.get(`${sni.service}.${sni.namespace}`);
-  if (service === undefined) return 'unknown-service';
+  const key = `${sni.service}.${sni.namespace}`;
+  const service = table.services.get(key);
+  if (service === undefined) return table.notExported.has(key) ? 'not-exported' : 'unknown-service';
   if (!service.ports.has(sni.port)) return 'unknown-port';
   return 'unknown-subset';
 }

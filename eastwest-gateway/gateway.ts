@@ -155,6 +155,7 @@ export class Gateway implements ConnectionHost {
           workload: e.workload,
           active: e.active,
           ejectedForMs: Math.max(0, e.ejectedUntil - now),
+          consecutiveEjections: e.ejections,
         })),
       })),
     };

@@ -281,7 +281,12 @@ export function registerGatewayCommand(program: Command): void {
       // Loaded here, not at the top: client commands should not pay for the gateway's modules.
       const { startGateway } = await import('../../eastwest-gateway/index.js');
       const handle = await startGateway(options).catch((err: unknown) => {
-        throw explainListenError(err, options.host ?? '0.0.0.0', options.port ?? 15443);
+        throw explainListenError(
+          err,
+          options.host ?? '0.0.0.0',
+          options.port ?? 15443,
+          '--port or --admin-port',
+        );
       });
       exitOnSignal(() => handle.close());
       createLogger('cli').info('east-west gateway running', {

@@ -149,7 +149,7 @@ export function registerGlobalCpCommand(program: Command): void {
       // Loaded here, not at the top: client commands should not pay for the server's modules.
       const { startGlobalCp } = await import('../../global-cp/global-cp.js');
       const handle = await startGlobalCp(options).catch((err: unknown) => {
-        throw explainListenError(err, options.host, options.port);
+        throw explainListenError(err, options.host, options.port, '--port or --kds-port');
       });
       exitOnSignal(() => handle.close());
       createLogger('cli').info('global control plane listening', {

@@ -314,7 +314,12 @@ export function registerProxyCommand(program: Command): void {
       // Loaded here, not at the top: client commands should not pay for the proxy's modules.
       const { startProxy } = await import('../../proxy/index.js');
       const handle = await startProxy(options).catch((err: unknown) => {
-        throw explainListenError(err, options.outboundHost, options.ports?.outbound);
+        throw explainListenError(
+          err,
+          options.outboundHost,
+          options.ports?.outbound,
+          '--outbound-port, --inbound-port, --admin-port or --metrics-port',
+        );
       });
       exitOnSignal(() => handle.close());
       if (flags.portsFile !== undefined)

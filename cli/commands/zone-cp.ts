@@ -458,7 +458,12 @@ export function registerZoneCpCommand(program: Command): void {
       // Loaded here, not at the top: client commands should not pay for the server's modules.
       const { startZoneCp } = await import('../../zone-cp/zone-cp.js');
       const handle = await startZoneCp(options).catch((err: unknown) => {
-        throw explainListenError(err, options.host, options.port ?? 5682);
+        throw explainListenError(
+          err,
+          options.host,
+          options.port ?? 5682,
+          '--port, --grpc-port or --webhook-port',
+        );
       });
       exitOnSignal(() => handle.close());
       createLogger('cli').info('zone control plane listening', {

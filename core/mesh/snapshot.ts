@@ -165,6 +165,12 @@ export interface GatewaySnapshot {
   type: typeof GATEWAY_SNAPSHOT_TYPE;
   zone: string;
   services: GatewayService[];
+  /**
+   * `name.namespace` of services with endpoints here that are pinned to this
+   * zone (data residency): not exported, so the gateway refuses them as
+   * `not-exported` rather than `unknown-service`. Absent: none.
+   */
+  notExported?: string[];
 }
 
 export interface GatewayService {

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { isMeshError } from '../../core/errors.js';
 import type { GatewaySnapshot } from '../../core/mesh/snapshot.js';
 import { startGateway, type GatewayHandle, type GatewayOptions } from '../../eastwest-gateway/index.js';
+import { freePort } from '../../core/free-port.js';
 import { isListening } from '../common/ports.js';
 import { waitFor } from '../common/wait.js';
 import {
@@ -285,6 +286,62 @@ describe('forwarding', () => {
   });
 });
 
+describe('backpressure toward the upstream, and live counts', () => {
+  test('an upstream that stops reading stops the gateway reading from the client', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const client = await connect(gateway.port);
+    const upstream = await acceptedBy(recorder, 1);
+    upstream.socket.pause();
+    const total = 96 * 1024 * 1024;
+    const block = Buffer.alloc(1024 * 1024, 0x3c);
+    for (let i = 0; i < total / block.length; i++) client.socket.write(block);
+    let last = -1;
+    let stable = 0;
+    await waitFor(
+      () => {
+        const flushed = total - client.socket.writableLength;
+        stable = flushed === last ? stable + 1 : 0;
+        last = flushed;
+        return stable >= 5;
+      },
+      { what: 'the client to stop flushing', timeoutMs: 20_000, intervalMs: 100 },
+    );
+    // Without backpressure the gateway would have read all 96 MiB into memory.
+    expect(total - client.socket.writableLength).toBeLessThan(48 * 1024 * 1024);
+    upstream.socket.resume();
+    await waitFor(() => upstream.received().length === HELLO.length + total, {
+      timeoutMs: 30_000,
+      what: 'all bytes at the upstream',
+    });
+  });
+
+  test('connections accepted, open, and open per service are exported as they change', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    const sample = async (): Promise<number[]> => [
+      await metricValue(gateway.adminPort, 'meshfed_gateway_connections_total'),
+      await metricValue(gateway.adminPort, 'meshfed_gateway_active_connections'),
+      await metricValue(gateway.adminPort, 'meshfed_gateway_service_active_connections', {
+        service: 'reviews.bookinfo',
+      }),
+    ];
+    expect(await sample()).toEqual([0, 0, 0]);
+    const clients = [await connect(gateway.port), await connect(gateway.port)];
+    await acceptedBy(recorder, 2);
+    // A third connection still reading its hello is open, but not yet anyone's.
+    const undecided = await connect(gateway.port, HELLO.subarray(0, 10));
+    await waitFor(() => gateway.activeConnections === 3, { what: 'three open connections' });
+    expect(await sample()).toEqual([3, 3, 2]);
+    for (const c of [...clients, undecided]) {
+      c.socket.end();
+      await c.closed;
+    }
+    await waitFor(() => gateway.activeConnections === 0, { what: 'every connection closed' });
+    expect(await sample()).toEqual([3, 0, 0]);
+  });
+});
+
 describe('drain', () => {
   test('close() stops accepting and reports not ready, but open connections finish', async () => {
     const recorder = track(await startRecorder());
@@ -453,6 +510,51 @@ describe('load balancing and passive ejection', () => {
     expect(ejected?.ejectedForMs).toBeGreaterThan(0);
   });
 
+  test('an ejected endpoint is tried again when its ejection ends, ejected longer while it keeps refusing, and back in full service once it answers', async () => {
+    const healthy = track(await startRecorder());
+    // Below the ephemeral range: no outgoing connection takes this port before the endpoint comes up on it.
+    const flaky = await freePort();
+    const gateway = await gatewayWith({
+      snapshot: reviews([flaky, healthy.port]),
+      lbPolicy: 'round-robin',
+      limits: { baseEjectionMs: 150, maxEjectionMs: 1000 },
+    });
+    const flakyState = async (): Promise<{ ejectedForMs: number; consecutiveEjections: number }> => {
+      const dump = (await (await fetch(`http://127.0.0.1:${gateway.adminPort}/config_dump`)).json()) as {
+        routes: Array<{
+          endpoints: Array<{ port: number; ejectedForMs: number; consecutiveEjections: number }>;
+        }>;
+      };
+      const endpoint = dump.routes[0]?.endpoints.find((e) => e.port === flaky);
+      if (endpoint === undefined) throw new Error('the flaky endpoint is missing from /config_dump');
+      return endpoint;
+    };
+    const pass = async (): Promise<void> => {
+      const client = await connect(gateway.port);
+      client.socket.end('hi');
+      await client.closed;
+      // Whichever endpoint was picked first, the client got through.
+      expect(client.received().toString()).toBe(`bye:${HELLO.length + 2}`);
+    };
+    // Each time its ejection has ended, round robin comes back to it, it refuses again, and sits out longer.
+    for (let ejections = 1; ejections <= 3; ejections++) {
+      await waitFor(async () => (await flakyState()).ejectedForMs === 0, { what: 'the ejection to end' });
+      const failures = await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total');
+      while (
+        (await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total')) === failures
+      ) {
+        await pass();
+      }
+      expect((await flakyState()).consecutiveEjections).toBe(ejections);
+    }
+    // It comes up: once its ejection ends it takes connections again, and its backoff restarts.
+    const recovered = track(await startRecorder(flaky));
+    await waitFor(async () => (await flakyState()).ejectedForMs === 0, { what: 'the last ejection to end' });
+    while (recovered.accepted.length === 0) await pass();
+    expect(await flakyState()).toMatchObject({ ejectedForMs: 0, consecutiveEjections: 0 });
+    expect(await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total')).toBe(3);
+  });
+
   test('when every endpoint refuses, the client is closed (upstream-unavailable)', async () => {
     const gateway = await gatewayWith({ snapshot: reviews([await deadPort(), await deadPort()]) });
     const result = await rawExchange(gateway.port, [HELLO]);
@@ -523,9 +625,15 @@ describe('snapshots and readiness', () => {
     expect((error as { field?: string }).field).toBe('services[0].clusters[0].endpoints[0].port');
     expect(() => gateway.applySnapshot('{not json')).toThrow(/not JSON/);
     expect(() => gateway.applySnapshot({ type: 'sidecar/v1' })).toThrow(/type/);
+    expect(() => gateway.applySnapshot({ ...reviews([recorder.port]), notExported: ['ledger'] })).toThrow(
+      'gateway snapshot: notExported[0]: must be `name.namespace` (two DNS-1123 labels)',
+    );
+    expect(() =>
+      gateway.applySnapshot({ ...reviews([recorder.port]), notExported: ['reviews.bookinfo'] }),
+    ).toThrow('notExported[0]: service reviews.bookinfo is also in services');
     expect(
       await metricValue(gateway.adminPort, 'meshfed_gateway_snapshots_total', { result: 'rejected' }),
-    ).toBe(3);
+    ).toBe(5);
     const client = await connect(gateway.port);
     client.socket.end();
     await client.closed;

@@ -11,6 +11,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { assertCliBuilt, runCli, startCli, type RunningCli } from '../common/cli.js';
+import { listenLocal } from '../common/ports.js';
 import { waitFor } from '../common/wait.js';
 import { startRecorder, type RecorderServer } from './gateway-fixtures.js';
 import { buildHelloMessage, frameRecords } from './hello-builder.js';
@@ -88,6 +89,32 @@ describe('meshfed gateway: bad input', () => {
     const result = await runCli(['gateway', '--snapshot-file', bad, '--port', '0', '--admin-port', '0']);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('services[0].name: must be a DNS-1123 label (MESHFED_ERR_VALIDATION)');
+  });
+});
+
+describe('meshfed gateway: a port in use', () => {
+  test('names the taken address and the flags that move it', async () => {
+    const taken = await listenLocal(0);
+    const { port } = taken.address() as net.AddressInfo;
+    try {
+      const result = await runCli([
+        'gateway',
+        '--snapshot-file',
+        snapshotFile,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--admin-port',
+        '0',
+      ]);
+      expect(result.code).toBe(1);
+      expect(result.stderr.trim().split('\n').at(-1)).toBe(
+        `error: 127.0.0.1:${port} is already in use: stop what listens there or pass --port or --admin-port N (0 picks a free port) (MESHFED_ERR_CONFIG)`,
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 });
 

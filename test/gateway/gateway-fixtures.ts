@@ -74,10 +74,10 @@ export interface Closable {
   close(): Promise<void>;
 }
 
-function listen(server: net.Server): Promise<number> {
+function listen(server: net.Server, port = 0): Promise<number> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+    server.listen(port, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
   });
 }
 
@@ -325,8 +325,9 @@ export interface RecorderServer extends Closable {
  * A plain TCP upstream for raw-byte tests: records what each connection
  * sends; when the peer half-closes it answers `bye:<bytes received>` and
  * ends its side, which only works if the half-close crossed the gateway.
+ * `port` 0 (the default) picks a free one.
  */
-export async function startRecorder(): Promise<RecorderServer> {
+export async function startRecorder(port = 0): Promise<RecorderServer> {
   const accepted: RecordedConnection[] = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const chunks: Buffer[] = [];
@@ -339,9 +340,9 @@ export async function startRecorder(): Promise<RecorderServer> {
     socket.on('error', () => undefined);
     accepted.push({ socket, received: () => Buffer.concat(chunks), ended: () => ended });
   });
-  const port = await listen(server);
+  const bound = await listen(server, port);
   return {
-    port,
+    port: bound,
     accepted,
     close: async () => {
       for (const c of accepted) c.socket.destroy();

@@ -71,6 +71,7 @@ function snapshot(endpointPort: number): GatewaySnapshot {
         ],
       },
     ],
+    notExported: ['ledger.demo'],
   };
 }
 
@@ -198,6 +199,11 @@ describe('refusals: closed before a byte is forwarded, counted by reason', () =>
       'a mesh SNI for a service this zone does not export',
       'unknown-service',
       () => tlsAttempt(gateway.port, '_.8080.payments.demo.svc.mesh'),
+    ],
+    [
+      'a mesh SNI for a service pinned to this zone',
+      'not-exported',
+      () => tlsAttempt(gateway.port, '_.8080.ledger.demo.svc.mesh'),
     ],
     [
       'a mesh SNI with a port the service does not have',

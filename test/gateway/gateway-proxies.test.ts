@@ -6,7 +6,10 @@
  * Certificates from one root and two zone intermediates. The zone-a proxy
  * reaches orders through its `via: gateway` endpoint with the mesh SNI; the
  * mTLS session is between the two proxies, so app B sees app A's SPIFFE ID
- * and neither tap sees a byte of the request or the response.
+ * and neither tap sees a byte of the request or the response. Services
+ * zone-a believes zone-b serves but zone-b's gateway does not route (unknown,
+ * pinned to zone-b, no healthy endpoint) end in a 503 at the caller and the
+ * gateway's refusal metric, with nothing reaching app B.
  */
 
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
@@ -16,7 +19,9 @@ import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
   keepAlive,
+  metricValue,
   request,
+  scrape,
   sidecarEndpoint,
   sidecarSnapshot,
   spiffeOf,
@@ -25,7 +30,7 @@ import {
   type TestApp,
   type TestProxy,
 } from '../proxy/proxy-harness.js';
-import { metricValue, startTap, type Tap } from './gateway-fixtures.js';
+import { metricValue as gatewayMetric, startTap, type Tap } from './gateway-fixtures.js';
 
 let appB: TestApp;
 let proxyB: TestProxy;
@@ -74,7 +79,21 @@ beforeAll(async () => {
             },
           ],
         },
+        {
+          name: 'billing',
+          namespace: 'demo',
+          ports: [80],
+          clusters: [
+            {
+              subset: '_',
+              endpoints: [
+                { address: '127.0.0.1', port: upstreamTap.port, healthy: false, workload: 'billing-1' },
+              ],
+            },
+          ],
+        },
       ],
+      notExported: ['ledger.demo'],
     },
   });
   clientTap = await startTap(gateway.port);
@@ -91,7 +110,12 @@ beforeAll(async () => {
       namespace: 'demo',
       zone: 'zone-a',
       roots,
-      services: [{ name: 'orders', namespace: 'demo', clusters: [{ subset: '_', endpoints: [viaGateway] }] }],
+      // payments, ledger and billing: zone-a believes zone-b serves them; zone-b's gateway knows better.
+      services: ['orders', 'payments', 'ledger', 'billing'].map((name) => ({
+        name,
+        namespace: 'demo',
+        clusters: [{ subset: '_', endpoints: [viaGateway] }],
+      })),
     }),
   );
 }, 30_000);
@@ -137,9 +161,41 @@ describe('real proxies through the gateway', () => {
       expect(text).not.toContain('orders\n');
     }
     expect(
-      await metricValue(gateway.adminPort, 'meshfed_gateway_forwarded_connections_total', {
+      await gatewayMetric(gateway.adminPort, 'meshfed_gateway_forwarded_connections_total', {
         service: 'orders.demo',
       }),
     ).toBeGreaterThanOrEqual(1);
   });
+
+  test.each([
+    ['payments', 'unknown-service'],
+    ['ledger', 'not-exported'],
+    ['billing', 'no-healthy-endpoint'],
+  ])(
+    'a call to %s is refused at the gateway (%s): the caller gets a 503, app B nothing',
+    async (service, reason) => {
+      const before = await gatewayMetric(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason,
+      });
+      const seen = appB.requests.length;
+      const answer = await request(proxyA.handle.ports.outbound, `${service}.demo`, '/', { agent: false });
+      expect(answer.status).toBe(503);
+      expect(answer.body).toBe(
+        'upstream connect error or disconnect/reset before headers. reset reason: connection failure\n',
+      );
+      // The caller's own telemetry says why: the upstream connection failed (UF), retried to no avail (URX).
+      expect(
+        metricValue(await scrape(proxyA.metrics), 'istio_requests_total', {
+          reporter: 'source',
+          destination_service_name: service,
+          response_code: '503',
+          response_flags: 'UF,URX',
+        }),
+      ).toBe(1);
+      expect(
+        await gatewayMetric(gateway.adminPort, 'meshfed_gateway_refused_connections_total', { reason }),
+      ).toBeGreaterThan(before);
+      expect(appB.requests.length).toBe(seen);
+    },
+  );
 });

@@ -587,4 +587,27 @@ spec: {host: ratings}
     });
     expect(outbound(snapshot, 'reviews.bookinfo.svc.cluster.local').locality.pinnedToZone).toBe(false);
   });
+
+  it("leaves pinned services out of the gateway's table, listed as not exported", () => {
+    const { compiler } = compilerFor({
+      services: bookinfo(),
+      policies: `
+apiVersion: meshfed.io/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec: {routing: {pinnedServices: [productpage.bookinfo]}}
+---
+apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: ratings
+  namespace: bookinfo
+  annotations: {meshfed.io/pinned-to-zone: "true"}
+spec: {host: ratings}
+`,
+    });
+    const gateway = JSON.parse(compiler.compileGateway().json) as GatewaySnapshot;
+    expect(gateway.services.map((s) => s.name)).toEqual(['reviews']);
+    expect(gateway.notExported).toEqual(['productpage.bookinfo', 'ratings.bookinfo']);
+  });
 });
