@@ -371,10 +371,21 @@ async function main(): Promise<void> {
         const p99 = (name: string): number => Number((inPath[name] as Record<string, number>).addedP99Ms);
         (result.ratios as Record<string, number>).inPathAddedP99 = round(p99('gateway') / p99('haproxy'), 2);
       }
+      const ratios = result.ratios as Record<string, number>;
+      const ttfb = Number(gw.addedTtfbP99Ms);
       result.targets = {
-        connectionRateAtLeast: 0.5,
-        bulkThroughputAtLeast: 0.8,
-        addedTtfbP99MsAtMost: 0.3,
+        connectionRate: {
+          atLeast: 0.5,
+          value: ratios.connectionRate,
+          met: Number(ratios.connectionRate) >= 0.5,
+        },
+        bulkThroughput: {
+          atLeast: 0.8,
+          value: ratios.bulkThroughput,
+          met: Number(ratios.bulkThroughput) >= 0.8,
+        },
+        // HAProxy's own figure beside it: a target the C baseline misses on this host is the host's limit.
+        addedTtfbP99Ms: { atMost: 0.3, value: ttfb, met: ttfb <= 0.3, haproxy: hp.addedTtfbP99Ms },
       };
     }
     printTable(result, targets);

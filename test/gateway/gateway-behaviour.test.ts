@@ -165,6 +165,21 @@ describe('forwarding', () => {
     expect(upstream.received().equals(Buffer.concat([HELLO, Buffer.from('after-hello')]))).toBe(true);
   });
 
+  test('a ClientHello fragmented over many small TLS records, each in its own segment, is routed and forwarded byte for byte', async () => {
+    const recorder = track(await startRecorder());
+    const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
+    // 7-byte records: the SNI extension itself is cut across several of them.
+    const fragmented = frameRecords(buildHelloMessage({ serverName: SNI }), 7);
+    const client = await connect(gateway.port, fragmented, { dribble: true });
+    const upstream = await acceptedBy(recorder, 1);
+    await waitFor(() => upstream.received().length === fragmented.length, {
+      what: 'the whole hello upstream',
+    });
+    expect(upstream.received().equals(fragmented)).toBe(true);
+    client.socket.end();
+    await client.closed;
+  });
+
   test('client half-close: the FIN crosses, and the upstream can still answer', async () => {
     const recorder = track(await startRecorder());
     const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
