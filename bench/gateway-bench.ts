@@ -30,6 +30,10 @@
  * fronts its own backend process, identical to the gateway's, so that the
  * two middleboxes' upstream flows can be told apart.
  *
+ * Before any load, one spinning probe per CPU measures how often the machine
+ * itself stops a running process (support/host-stalls.ts): "hostStalls".
+ * On a VM those stalls are the floor under every p99 here.
+ *
  * Prints one JSON line last. Run: npm run bench:gateway
  * Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_TTFB_SAMPLES (2000).
  */
@@ -44,6 +48,7 @@ import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
 import { freePort } from '../core/free-port.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { addedPercentiles, ascending, median, percentile, round, rssMiB } from './support/load.js';
+import { measureHostStalls } from './support/host-stalls.js';
 import { cpuSeconds } from './support/load-tools.js';
 import { middleboxTransit } from './support/pcap-transit.js';
 
@@ -281,6 +286,9 @@ async function main(): Promise<void> {
         '\n*** haproxy is not installed: NO BASELINE. apt-get install haproxy and run again. ***\n\n',
       );
     }
+    // Before any load: how often the machine itself stalls a process (the floor under every p99 below).
+    const hostStalls = await measureHostStalls();
+    process.stderr.write(`host stalls: ${JSON.stringify(hostStalls)}\n`);
     const figures = new Map<string, Figures>();
     for (const t of targets) {
       figures.set(t.name, { rate: [], bulk: [], cpuMsPer1kConnections: [], cpuSecondsPerGB: [], rss: 0 });
@@ -362,6 +370,7 @@ async function main(): Promise<void> {
       addedTtfbResumedP99Ms: ttfbFigures(resumed, 'direct-again', 'Resumed').addedTtfbResumedP99Ms,
     };
     if (inPath !== undefined) result.inPath = inPath;
+    result.hostStalls = hostStalls;
     const gw = result.gateway as Record<string, number>;
     const hp = result.haproxy as Record<string, number> | undefined;
     if (hp !== undefined) {
