@@ -9,7 +9,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
-import { firstHeader, MESH_SOURCE_HEADER } from '../http/http-headers.js';
+import { MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { recordTunnelMetrics } from '../http/exchange-telemetry.js';
 import { HttpListener, kContext, type ContextHolder } from '../http/http-listener.js';
 import { handOverByUnshift, handOverToHttp1, sniffProtocol } from '../http/protocol-sniff.js';
@@ -17,8 +17,7 @@ import { sendLocalReply } from '../http/local-reply.js';
 import { rawHttpError, tunnelUpgrade, upgradeRequestHead } from '../http/upgrade-tunnel.js';
 import type { HttpServerLimits } from '../http/http-servers.js';
 import type { ProxyContext } from '../proxy-context.js';
-import { newRequestId } from '../telemetry/request-id.js';
-import { REQUEST_ID } from '../telemetry/trace.js';
+import { ensureRequestId } from '../telemetry/trace.js';
 import { connectUpstream } from '../upstream/upstream-connect.js';
 import { OutboundExchange } from './outbound-exchange.js';
 import { pickDestination, selectRoute } from './outbound-route.js';
@@ -97,7 +96,8 @@ export class OutboundListener extends HttpListener {
     );
     const extra: Record<string, string> = {};
     if (tls) extra[MESH_SOURCE_HEADER] = active.sourceHeader;
-    if (firstHeader(req.headers[REQUEST_ID]) === undefined) extra[REQUEST_ID] = newRequestId();
+    // The same rule as every other request: a missing or empty id is replaced.
+    ensureRequestId(extra, req.headers);
     const requestHead = upgradeRequestHead(req, target.path, target.authority, extra);
     const onError = (): void => {
       cluster.recordResult(e, 0);

@@ -74,7 +74,7 @@ beforeAll(async () => {
   const ws = http.createServer((_req, res) => res.end('not an upgrade'));
   ws.on('upgrade', (req, socket: net.Socket) => {
     socket.write(
-      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-saw-client: ${String(req.headers['x-forwarded-client-cert'] ?? '')}\r\n\r\n`,
+      `HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nx-saw-client: ${String(req.headers['x-forwarded-client-cert'] ?? '')}\r\nx-saw-request-id: ${JSON.stringify(req.rawHeaders.filter((_, i, all) => i % 2 === 1 && all[i - 1]?.toLowerCase() === 'x-request-id'))}\r\n\r\n`,
     );
     socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
     socket.on('end', () => socket.end());
@@ -166,8 +166,11 @@ afterAll(async () => {
 });
 
 describe('WebSocket', () => {
-  it('passes the upgrade and then both directions of the stream', async () => {
-    const socket = await new Promise<net.Socket>((resolve, reject) => {
+  /** Upgrades through the client proxy; resolves with the tunnel and the 101's headers. */
+  function upgrade(
+    extraHeaders: Record<string, string> = {},
+  ): Promise<{ socket: net.Socket; headers: http.IncomingHttpHeaders }> {
+    return new Promise((resolve, reject) => {
       const req = http.request({
         host: '127.0.0.1',
         port: client.handle.ports.outbound,
@@ -178,17 +181,35 @@ describe('WebSocket', () => {
           upgrade: 'websocket',
           'sec-websocket-version': '13',
           'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==',
+          ...extraHeaders,
         },
       });
-      req.on('upgrade', (res: http.IncomingMessage, s: net.Socket) => {
+      req.on('upgrade', (res: http.IncomingMessage, socket: net.Socket) => {
         expect(res.statusCode).toBe(101);
-        expect(res.headers['x-saw-client']).toContain('URI=spiffe://cluster.local/ns/proto/sa/caller');
-        resolve(s);
+        resolve({ socket, headers: res.headers });
       });
       req.on('response', (res) => reject(new Error(`no upgrade: ${res.statusCode}`)));
       req.on('error', reject);
       req.end();
     });
+  }
+
+  it('gives an upgrade request one x-request-id, as any other request: kept when set, new when missing or empty', async () => {
+    const UUID = /^\["[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"\]$/;
+    const kept = await upgrade({ 'x-request-id': 'req-42' });
+    kept.socket.destroy();
+    expect(kept.headers['x-saw-request-id']).toBe('["req-42"]');
+    const missing = await upgrade();
+    missing.socket.destroy();
+    expect(missing.headers['x-saw-request-id']).toMatch(UUID);
+    const empty = await upgrade({ 'x-request-id': '' });
+    empty.socket.destroy();
+    expect(empty.headers['x-saw-request-id']).toMatch(UUID);
+  });
+
+  it('passes the upgrade and then both directions of the stream', async () => {
+    const { socket, headers } = await upgrade();
+    expect(headers['x-saw-client']).toContain('URI=spiffe://cluster.local/ns/proto/sa/caller');
     const reply = await new Promise<string>((resolve) => {
       socket.once('data', (d: Buffer) => resolve(d.toString()));
       socket.write('hello over the mesh');
