@@ -11,6 +11,8 @@
  * RSS is taken after start-up and a few requests, then how many times a
  * second each idle proxy wakes (its main thread's context switches over
  * 3 s). Medians over rounds.
+ * Before any load, one spinning probe per CPU measures how often the machine
+ * itself stops a running process (support/host-stalls.ts): "hostStalls".
  * The last line printed is the JSON of all figures.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
@@ -40,6 +42,7 @@ import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh, zoneCpServerCredentials } from '../test/common/pki-fixtures.js';
 import { addedPercentiles, median, round, rssMiB } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
+import { measureHostStalls } from './support/host-stalls.js';
 import {
   FIXED_RATE_WARMUP_SECONDS,
   cpuSeconds,
@@ -451,6 +454,9 @@ async function main(): Promise<void> {
       baseline: wakeups.slice(2, 2 + proxyPids.baseline.length),
       nginx: wakeups.slice(-2),
     };
+    // Before any load: how often the machine itself stalls a process (the floor under every p99 below).
+    const hostStalls = await measureHostStalls();
+    process.stderr.write(`host stalls: ${JSON.stringify(hostStalls)}\n`);
     // Warm-up: JIT, connection pools, TLS sessions.
     for (const t of targets) await wrk(t.url, t.host, 3, CONNECTIONS);
 
@@ -526,6 +532,7 @@ async function main(): Promise<void> {
       proxyToProxy: H2 ? 'h2' : 'http/1.1',
       proxyConfig: CONFIG_SOURCE,
       loadAverage: os.loadavg().map((l) => round(l, 2)),
+      hostStalls,
       direct: {
         p50Ms: round(medianOf(direct.fixed, 'p50'), 3),
         p90Ms: round(medianOf(direct.fixed, 'p90'), 3),
