@@ -30,12 +30,15 @@
  * fronts its own backend process, identical to the gateway's, so that the
  * two middleboxes' upstream flows can be told apart.
  *
- * Before any load, one spinning probe per CPU measures how often the machine
- * itself stops a running process (support/host-stalls.ts): "hostStalls".
- * On a VM those stalls are the floor under every p99 here.
+ * Before anything starts, one spinning probe per CPU measures how often the
+ * machine itself stops a running process (support/host-stalls.ts):
+ * "hostStalls", to read the sub-millisecond p99s against.
  *
  * Prints one JSON line last. Run: npm run bench:gateway
- * Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_TTFB_SAMPLES (2000).
+ * Knobs: BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_TTFB_SAMPLES (2000),
+ * BENCH_GATEWAY_NODE_ARGS (the gateway's Node flags, space-separated),
+ * BENCH_BASELINE_GATEWAY_NODE_ARGS (when set, a second gateway with these
+ * flags is measured in the same rounds as "baseline").
  */
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -62,6 +65,14 @@ const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 2000);
 const RATE_CONCURRENCY = 32;
 const BULK_CONNECTIONS = 4;
 const SNI = '_.443.bench.bench.svc.mesh';
+const nodeArgs = (value: string): string[] => value.split(' ').filter((a) => a !== '');
+/** The gateway's Node flags (BENCH_GATEWAY_NODE_ARGS, space-separated; default none, as deployed). */
+const GATEWAY_NODE_ARGS = nodeArgs(process.env.BENCH_GATEWAY_NODE_ARGS ?? '');
+/** BENCH_BASELINE_GATEWAY_NODE_ARGS: a second gateway with these flags ('' = Node's defaults), measured alongside. */
+const BASELINE_NODE_ARGS =
+  process.env.BENCH_BASELINE_GATEWAY_NODE_ARGS === undefined
+    ? undefined
+    : nodeArgs(process.env.BENCH_BASELINE_GATEWAY_NODE_ARGS);
 
 interface Files {
   dir: string;
@@ -153,7 +164,11 @@ async function startBackend(files: Files): Promise<Proc & { port: number }> {
   return { ...track(child), port };
 }
 
-async function startGateway(files: Files, backendPort: number): Promise<Proc & { port: number }> {
+async function startGateway(
+  files: Files,
+  backendPort: number,
+  nodeArgs: readonly string[],
+): Promise<Proc & { port: number }> {
   const snapshot = join(files.dir, 'snapshot.json');
   writeFileSync(
     snapshot,
@@ -179,7 +194,7 @@ async function startGateway(files: Files, backendPort: number): Promise<Proc & {
   const adminPort = await freePort();
   const child = spawn(
     process.execPath,
-    [CLI, 'gateway', '--snapshot-file', snapshot, '--host', '127.0.0.1', '--port', String(port)],
+    [...nodeArgs, CLI, 'gateway', '--snapshot-file', snapshot, '--host', '127.0.0.1', '--port', String(port)],
     {
       stdio: ['ignore', 'ignore', 'inherit'],
       env: { ...process.env, MESHFED_LOG_LEVEL: 'warn', MESHFED_GATEWAY_ADMIN_PORT: String(adminPort) },
@@ -247,7 +262,7 @@ function runClient(job: Record<string, unknown>, files: Files): Promise<Record<s
 
 interface Target {
   // direct-again: the direct path timed a second time, for the noise floor.
-  name: 'direct' | 'gateway' | 'haproxy' | 'direct-again';
+  name: 'direct' | 'gateway' | 'baseline' | 'haproxy' | 'direct-again';
   port: number;
   pid?: number;
 }
@@ -261,17 +276,26 @@ interface Figures {
 }
 
 async function main(): Promise<void> {
+  // Before anything starts: how often the machine itself stalls a process, to read the p99s against.
+  const hostStalls = await measureHostStalls();
+  process.stderr.write(`host stalls: ${JSON.stringify(hostStalls)}\n`);
   const files = makePki();
   const procs: Proc[] = [];
   try {
     const backend = await startBackend(files);
     procs.push(backend);
-    const gateway = await startGateway(files, backend.port);
+    const gateway = await startGateway(files, backend.port, GATEWAY_NODE_ARGS);
     procs.push(gateway);
     const targets: Target[] = [
       { name: 'direct', port: backend.port },
       { name: 'gateway', port: gateway.port, pid: gateway.pid },
     ];
+    if (BASELINE_NODE_ARGS !== undefined) {
+      // The same gateway with other Node flags, in the same rounds: a change judged side by side.
+      const baseline = await startGateway(files, backend.port, BASELINE_NODE_ARGS);
+      procs.push(baseline);
+      targets.push({ name: 'baseline', port: baseline.port, pid: baseline.pid });
+    }
     // HAProxy's backend: a second process, identical to the gateway's (see the header).
     let haproxyBackendPort = 0;
     if (haproxyAvailable()) {
@@ -286,9 +310,6 @@ async function main(): Promise<void> {
         '\n*** haproxy is not installed: NO BASELINE. apt-get install haproxy and run again. ***\n\n',
       );
     }
-    // Before any load: how often the machine itself stalls a process (the floor under every p99 below).
-    const hostStalls = await measureHostStalls();
-    process.stderr.write(`host stalls: ${JSON.stringify(hostStalls)}\n`);
     const figures = new Map<string, Figures>();
     for (const t of targets) {
       figures.set(t.name, { rate: [], bulk: [], cpuMsPer1kConnections: [], cpuSecondsPerGB: [], rss: 0 });
@@ -349,6 +370,8 @@ async function main(): Promise<void> {
       rateConcurrency: RATE_CONCURRENCY,
       bulkConnections: BULK_CONNECTIONS,
       ttfbSamples: TTFB_SAMPLES,
+      gatewayNodeArgs: GATEWAY_NODE_ARGS,
+      ...(BASELINE_NODE_ARGS === undefined ? {} : { baselineNodeArgs: BASELINE_NODE_ARGS }),
     };
     for (const t of targets) {
       const f = figures.get(t.name) as Figures;

@@ -11,8 +11,9 @@
  * RSS is taken after start-up and a few requests, then how many times a
  * second each idle proxy wakes (its main thread's context switches over
  * 3 s). Medians over rounds.
- * Before any load, one spinning probe per CPU measures how often the machine
- * itself stops a running process (support/host-stalls.ts): "hostStalls".
+ * Before anything starts, one spinning probe per CPU measures how often the
+ * machine itself stops a running process (support/host-stalls.ts):
+ * "hostStalls", to read the sub-millisecond p99s against.
  * The last line printed is the JSON of all figures.
  *
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
@@ -305,6 +306,9 @@ function perProxy(list: number[][], i: number): number {
 }
 
 async function main(): Promise<void> {
+  // Before anything starts: how often the machine itself stalls a process, to read the p99s against.
+  const hostStalls = await measureHostStalls();
+  process.stderr.write(`host stalls: ${JSON.stringify(hostStalls)}\n`);
   const dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-proxy-bench-'));
   const mesh = createTestMesh();
   const client = mesh.workload({ namespace: NS, serviceAccount: 'client' });
@@ -454,9 +458,6 @@ async function main(): Promise<void> {
       baseline: wakeups.slice(2, 2 + proxyPids.baseline.length),
       nginx: wakeups.slice(-2),
     };
-    // Before any load: how often the machine itself stalls a process (the floor under every p99 below).
-    const hostStalls = await measureHostStalls();
-    process.stderr.write(`host stalls: ${JSON.stringify(hostStalls)}\n`);
     // Warm-up: JIT, connection pools, TLS sessions.
     for (const t of targets) await wrk(t.url, t.host, 3, CONNECTIONS);
 

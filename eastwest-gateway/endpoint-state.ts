@@ -19,6 +19,8 @@ export interface EndpointState {
   ejectedUntil: number;
   /** Consecutive ejections; reset by a successful connect. Drives the backoff. */
   ejections: number;
+  /** How long the latest ejection lasted (ms); 0 before the first. For /config_dump. */
+  lastEjectionMs: number;
 }
 
 export interface EjectionPolicy {
@@ -37,7 +39,7 @@ export class EndpointPool {
     const key = `${address}:${port}`;
     let state = this.states.get(key);
     if (state === undefined) {
-      state = { key, address, port, workload, active: 0, ejectedUntil: 0, ejections: 0 };
+      state = { key, address, port, workload, active: 0, ejectedUntil: 0, ejections: 0, lastEjectionMs: 0 };
       this.states.set(key, state);
     } else {
       state.workload = workload;
@@ -65,6 +67,7 @@ export function ejectEndpoint(state: EndpointState, now: number, policy: Ejectio
   const duration = Math.min(policy.maxEjectionMs, policy.baseEjectionMs * 2 ** Math.min(state.ejections, 30));
   state.ejections++;
   state.ejectedUntil = now + duration;
+  state.lastEjectionMs = duration;
   return duration;
 }
 

@@ -157,10 +157,12 @@ export function validateGatewaySnapshot(json: unknown): GatewaySnapshot {
           ) {
             throw invalid(`notExported[${i}]`, 'must be `name.namespace` (two DNS-1123 labels)');
           }
-          if (seen.has(`${name}.${namespace}`)) {
-            throw invalid(`notExported[${i}]`, `service ${name}.${namespace} is also in services`);
+          const key = `${name}.${namespace}`;
+          if (seen.has(key)) {
+            throw invalid(`notExported[${i}]`, `service ${key} appears twice or is also in services`);
           }
-          return `${name}.${namespace}`;
+          seen.add(key);
+          return key;
         });
   return {
     type: GATEWAY_SNAPSHOT_TYPE,

@@ -156,6 +156,7 @@ export class Gateway implements ConnectionHost {
           active: e.active,
           ejectedForMs: Math.max(0, e.ejectedUntil - now),
           consecutiveEjections: e.ejections,
+          lastEjectionMs: e.lastEjectionMs,
         })),
       })),
     };

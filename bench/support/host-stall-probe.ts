@@ -1,14 +1,19 @@
 /**
- * Child process of host-stalls.ts: spins on the clock for `argv[2]` ms and
- * prints one JSON line of the gaps it saw, the times this process did not
- * run. The loop allocates nothing, so no garbage collection is in the gaps:
- * they are preemption by the kernel, interrupts, or (in a VM) the host
- * taking the vCPU away.
+ * Child process of host-stalls.ts: spins on the clock until `argv[3]` (ms
+ * since the epoch; the probes of one measurement start together, and the
+ * spin before it warms the loop up), then for `argv[2]` ms, and prints one
+ * JSON line of the gaps it saw: the times this process did not run. Once
+ * warm the loop allocates nothing, so the gaps are not garbage collection:
+ * they are preemption, interrupts, or (in a VM) the host taking the vCPU.
  */
 
 import { performance } from 'node:perf_hooks';
 
 const durationMs = Number(process.argv[2] ?? 2000);
+const startAt = Number(process.argv[3] ?? Date.now());
+while (Date.now() < startAt) {
+  // warm-up, and wait for the other probes
+}
 const gaps = new Float64Array(1 << 20);
 let count = 0;
 const end = performance.now() + durationMs;

@@ -317,7 +317,7 @@ export function registerProxyCommand(program: Command): void {
         throw explainListenError(
           err,
           options.outboundHost,
-          options.ports?.outbound,
+          options.ports?.outbound ?? 15001,
           '--outbound-port, --inbound-port, --admin-port or --metrics-port',
         );
       });

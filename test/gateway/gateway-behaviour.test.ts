@@ -16,6 +16,7 @@ import { isListening } from '../common/ports.js';
 import { waitFor } from '../common/wait.js';
 import {
   deadPort,
+  exportedMetric,
   metricValue,
   rawExchange,
   startRecorder,
@@ -88,6 +89,8 @@ async function gatewayWith(options: GatewayOptions): Promise<GatewayHandle> {
 interface Client {
   socket: net.Socket;
   received(): Buffer;
+  /** Bytes received so far (without joining them, for polling large transfers). */
+  receivedBytes(): number;
   closed: Promise<void>;
   isClosed(): boolean;
   ended(): boolean;
@@ -112,9 +115,13 @@ async function connect(
   });
   cleanups.push(() => void socket.destroy());
   const chunks: Buffer[] = [];
+  let bytes = 0;
   let closed = false;
   let ended = false;
-  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.on('data', (c: Buffer) => {
+    chunks.push(c);
+    bytes += c.length;
+  });
   socket.on('end', () => {
     ended = true;
     if (!options.keepOpen) socket.end();
@@ -141,6 +148,7 @@ async function connect(
   return {
     socket,
     received: () => Buffer.concat(chunks),
+    receivedBytes: () => bytes,
     closed: closedPromise,
     isClosed: () => closed,
     ended: () => ended,
@@ -154,6 +162,38 @@ async function acceptedBy(recorder: RecorderServer, count: number): Promise<Reco
   return c;
 }
 
+/**
+ * `sender` writes 96 MiB towards `receiver` through the gateway while the
+ * receiver has stopped reading: once the kernel's and the gateway's buffers
+ * are full the sender must stop flushing (without backpressure the gateway
+ * would read everything into memory). Then the receiver resumes and every
+ * byte arrives.
+ */
+async function expectBackpressure(flow: {
+  sender: net.Socket;
+  receiver: net.Socket;
+  received: () => number;
+}): Promise<void> {
+  const total = 96 * 1024 * 1024;
+  flow.receiver.pause();
+  const block = Buffer.alloc(1024 * 1024, 0x5a);
+  for (let i = 0; i < total / block.length; i++) flow.sender.write(block);
+  let last = -1;
+  let stable = 0;
+  await waitFor(
+    () => {
+      const flushed = total - flow.sender.writableLength;
+      stable = flushed === last ? stable + 1 : 0;
+      last = flushed;
+      return stable >= 5;
+    },
+    { what: 'the sender to stop flushing', timeoutMs: 20_000, intervalMs: 100 },
+  );
+  expect(total - flow.sender.writableLength).toBeLessThan(48 * 1024 * 1024);
+  flow.receiver.resume();
+  await waitFor(() => flow.received() === total, { timeoutMs: 30_000, what: 'all bytes at the receiver' });
+}
+
 describe('forwarding', () => {
   test('a ClientHello written one byte per segment is routed and forwarded byte for byte', async () => {
     const recorder = track(await startRecorder());
@@ -165,16 +205,21 @@ describe('forwarding', () => {
     expect(upstream.received().equals(Buffer.concat([HELLO, Buffer.from('after-hello')]))).toBe(true);
   });
 
-  test('a ClientHello fragmented over many small TLS records, each in its own segment, is routed and forwarded byte for byte', async () => {
+  test('a ClientHello fragmented over many small TLS records, each written on its own, is routed and forwarded byte for byte', async () => {
     const recorder = track(await startRecorder());
     const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
-    // 7-byte records: the SNI extension itself is cut across several of them.
+    // 7-byte fragments: the SNI extension itself is cut across several records.
     const fragmented = frameRecords(buildHelloMessage({ serverName: SNI }), 7);
-    const client = await connect(gateway.port, fragmented, { dribble: true });
+    const client = await connect(gateway.port, Buffer.alloc(0));
+    for (let at = 0; at < fragmented.length; at += 12) {
+      // One 12-byte record (5 of header, 7 of hello) per write, a loop turn apart.
+      await new Promise<void>((resolve) =>
+        client.socket.write(fragmented.subarray(at, at + 12), () => resolve()),
+      );
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     const upstream = await acceptedBy(recorder, 1);
-    await waitFor(() => upstream.received().length === fragmented.length, {
-      what: 'the whole hello upstream',
-    });
+    await waitFor(() => upstream.receivedBytes() === fragmented.length, { what: 'the whole hello upstream' });
     expect(upstream.received().equals(fragmented)).toBe(true);
     client.socket.end();
     await client.closed;
@@ -269,75 +314,44 @@ describe('forwarding', () => {
       allocations.mockRestore();
     }
   });
+});
 
+describe('backpressure, both ways', () => {
   test('backpressure: a client that stops reading stops the gateway reading from the upstream', async () => {
     const recorder = track(await startRecorder());
     const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
     const client = await connect(gateway.port);
     const upstream = await acceptedBy(recorder, 1);
-    client.socket.pause();
-    const total = 96 * 1024 * 1024;
-    const block = Buffer.alloc(1024 * 1024, 0x5a);
-    for (let i = 0; i < total / block.length; i++) upstream.socket.write(block);
-    // Wait until the upstream's flushing settles (kernel buffers and the gateway's are full).
-    let last = -1;
-    let stable = 0;
-    await waitFor(
-      () => {
-        const flushed = total - upstream.socket.writableLength;
-        stable = flushed === last ? stable + 1 : 0;
-        last = flushed;
-        return stable >= 5;
-      },
-      { what: 'the upstream to stop flushing', timeoutMs: 20_000, intervalMs: 100 },
-    );
-    // Without backpressure the gateway would have read all 96 MiB into memory.
-    expect(total - upstream.socket.writableLength).toBeLessThan(48 * 1024 * 1024);
-    client.socket.resume();
-    await waitFor(() => client.received().length === total, {
-      timeoutMs: 30_000,
-      what: 'all bytes at the client',
+    await expectBackpressure({
+      sender: upstream.socket,
+      receiver: client.socket,
+      received: client.receivedBytes,
     });
-  });
-});
+  }, 60_000);
 
-describe('backpressure toward the upstream, and live counts', () => {
   test('an upstream that stops reading stops the gateway reading from the client', async () => {
     const recorder = track(await startRecorder());
     const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
     const client = await connect(gateway.port);
     const upstream = await acceptedBy(recorder, 1);
-    upstream.socket.pause();
-    const total = 96 * 1024 * 1024;
-    const block = Buffer.alloc(1024 * 1024, 0x3c);
-    for (let i = 0; i < total / block.length; i++) client.socket.write(block);
-    let last = -1;
-    let stable = 0;
-    await waitFor(
-      () => {
-        const flushed = total - client.socket.writableLength;
-        stable = flushed === last ? stable + 1 : 0;
-        last = flushed;
-        return stable >= 5;
-      },
-      { what: 'the client to stop flushing', timeoutMs: 20_000, intervalMs: 100 },
-    );
-    // Without backpressure the gateway would have read all 96 MiB into memory.
-    expect(total - client.socket.writableLength).toBeLessThan(48 * 1024 * 1024);
-    upstream.socket.resume();
-    await waitFor(() => upstream.received().length === HELLO.length + total, {
-      timeoutMs: 30_000,
-      what: 'all bytes at the upstream',
+    await waitFor(() => upstream.receivedBytes() === HELLO.length, { what: 'the hello upstream' });
+    await expectBackpressure({
+      sender: client.socket,
+      receiver: upstream.socket,
+      received: () => upstream.receivedBytes() - HELLO.length,
     });
-  });
+  }, 60_000);
+});
 
+describe('live connection counts', () => {
   test('connections accepted, open, and open per service are exported as they change', async () => {
     const recorder = track(await startRecorder());
     const gateway = await gatewayWith({ snapshot: reviews([recorder.port]) });
-    const sample = async (): Promise<number[]> => [
-      await metricValue(gateway.adminPort, 'meshfed_gateway_connections_total'),
-      await metricValue(gateway.adminPort, 'meshfed_gateway_active_connections'),
-      await metricValue(gateway.adminPort, 'meshfed_gateway_service_active_connections', {
+    // Each series must be exported (a missing one reads undefined, not 0).
+    const sample = async (): Promise<Array<number | undefined>> => [
+      await exportedMetric(gateway.adminPort, 'meshfed_gateway_connections_total'),
+      await exportedMetric(gateway.adminPort, 'meshfed_gateway_active_connections'),
+      await exportedMetric(gateway.adminPort, 'meshfed_gateway_service_active_connections', {
         service: 'reviews.bookinfo',
       }),
     ];
@@ -346,14 +360,17 @@ describe('backpressure toward the upstream, and live counts', () => {
     await acceptedBy(recorder, 2);
     // A third connection still reading its hello is open, but not yet anyone's.
     const undecided = await connect(gateway.port, HELLO.subarray(0, 10));
-    await waitFor(() => gateway.activeConnections === 3, { what: 'three open connections' });
-    expect(await sample()).toEqual([3, 3, 2]);
+    // The per-service count rises when the upstream connect completes.
+    await waitFor(async () => JSON.stringify(await sample()) === '[3,3,2]', {
+      what: '3 accepted, 3 open, 2 of them to reviews',
+    });
     for (const c of [...clients, undecided]) {
       c.socket.end();
       await c.closed;
     }
-    await waitFor(() => gateway.activeConnections === 0, { what: 'every connection closed' });
-    expect(await sample()).toEqual([3, 0, 0]);
+    await waitFor(async () => JSON.stringify(await sample()) === '[3,0,0]', {
+      what: 'every connection closed, counted once',
+    });
   });
 });
 
@@ -525,49 +542,58 @@ describe('load balancing and passive ejection', () => {
     expect(ejected?.ejectedForMs).toBeGreaterThan(0);
   });
 
-  test('an ejected endpoint is tried again when its ejection ends, ejected longer while it keeps refusing, and back in full service once it answers', async () => {
+  test('an ejected endpoint is tried again when its ejection ends, ejected twice as long while it keeps refusing, and back in full service once it answers', async () => {
     const healthy = track(await startRecorder());
-    // Below the ephemeral range: no outgoing connection takes this port before the endpoint comes up on it.
+    // Outside the ephemeral range: no outgoing connection takes this port before the endpoint comes up on it.
     const flaky = await freePort();
     const gateway = await gatewayWith({
       snapshot: reviews([flaky, healthy.port]),
       lbPolicy: 'round-robin',
       limits: { baseEjectionMs: 150, maxEjectionMs: 1000 },
     });
-    const flakyState = async (): Promise<{ ejectedForMs: number; consecutiveEjections: number }> => {
+    interface FlakyState {
+      ejectedForMs: number;
+      consecutiveEjections: number;
+      lastEjectionMs: number;
+    }
+    const flakyState = async (): Promise<FlakyState> => {
       const dump = (await (await fetch(`http://127.0.0.1:${gateway.adminPort}/config_dump`)).json()) as {
-        routes: Array<{
-          endpoints: Array<{ port: number; ejectedForMs: number; consecutiveEjections: number }>;
-        }>;
+        routes: Array<{ endpoints: Array<FlakyState & { port: number }> }>;
       };
       const endpoint = dump.routes[0]?.endpoints.find((e) => e.port === flaky);
       if (endpoint === undefined) throw new Error('the flaky endpoint is missing from /config_dump');
       return endpoint;
     };
-    const pass = async (): Promise<void> => {
-      const client = await connect(gateway.port);
-      client.socket.end('hi');
-      await client.closed;
-      // Whichever endpoint was picked first, the client got through.
-      expect(client.received().toString()).toBe(`bye:${HELLO.length + 2}`);
-    };
-    // Each time its ejection has ended, round robin comes back to it, it refuses again, and sits out longer.
-    for (let ejections = 1; ejections <= 3; ejections++) {
-      await waitFor(async () => (await flakyState()).ejectedForMs === 0, { what: 'the ejection to end' });
-      const failures = await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total');
-      while (
-        (await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total')) === failures
-      ) {
-        await pass();
+    // Connections through the gateway, each of which gets through (to whichever endpoint
+    // answers), until `done`; round robin reaches the flaky endpoint within a few.
+    const passUntil = async (done: () => boolean | Promise<boolean>, what: string): Promise<void> => {
+      for (let pass = 0; pass < 10; pass++) {
+        if (await done()) return;
+        const client = await connect(gateway.port);
+        client.socket.end('hi');
+        await client.closed;
+        expect(client.received().toString()).toBe(`bye:${HELLO.length + 2}`);
       }
-      expect((await flakyState()).consecutiveEjections).toBe(ejections);
+      if (!(await done())) throw new Error(`10 connections through the gateway and still not: ${what}`);
+    };
+    const ejections = (): Promise<number> =>
+      metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total');
+    // Each time its ejection has ended, round robin comes back to it, it refuses again, and sits out twice as long.
+    const durations: number[] = [];
+    for (let n = 1; n <= 3; n++) {
+      await waitFor(async () => (await flakyState()).ejectedForMs === 0, { what: 'the ejection to end' });
+      await passUntil(async () => (await ejections()) === n, `ejection ${n}`);
+      const state = await flakyState();
+      expect(state.consecutiveEjections).toBe(n);
+      durations.push(state.lastEjectionMs);
     }
+    expect(durations).toEqual([150, 300, 600]);
     // It comes up: once its ejection ends it takes connections again, and its backoff restarts.
     const recovered = track(await startRecorder(flaky));
     await waitFor(async () => (await flakyState()).ejectedForMs === 0, { what: 'the last ejection to end' });
-    while (recovered.accepted.length === 0) await pass();
+    await passUntil(() => recovered.accepted.length > 0, 'a connection to the recovered endpoint');
     expect(await flakyState()).toMatchObject({ ejectedForMs: 0, consecutiveEjections: 0 });
-    expect(await metricValue(gateway.adminPort, 'meshfed_gateway_endpoint_ejections_total')).toBe(3);
+    expect(await ejections()).toBe(3);
   });
 
   test('when every endpoint refuses, the client is closed (upstream-unavailable)', async () => {
@@ -645,10 +671,13 @@ describe('snapshots and readiness', () => {
     );
     expect(() =>
       gateway.applySnapshot({ ...reviews([recorder.port]), notExported: ['reviews.bookinfo'] }),
-    ).toThrow('notExported[0]: service reviews.bookinfo is also in services');
+    ).toThrow('notExported[0]: service reviews.bookinfo appears twice or is also in services');
+    expect(() =>
+      gateway.applySnapshot({ ...reviews([recorder.port]), notExported: ['ledger.bank', 'ledger.bank'] }),
+    ).toThrow('notExported[1]: service ledger.bank appears twice or is also in services');
     expect(
       await metricValue(gateway.adminPort, 'meshfed_gateway_snapshots_total', { result: 'rejected' }),
-    ).toBe(5);
+    ).toBe(6);
     const client = await connect(gateway.port);
     client.socket.end();
     await client.closed;

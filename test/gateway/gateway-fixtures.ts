@@ -312,6 +312,8 @@ export function issuerOf(chainPem: string): string {
 export interface RecordedConnection {
   socket: net.Socket;
   received(): Buffer;
+  /** Bytes received so far (without joining them, for polling large transfers). */
+  receivedBytes(): number;
   /** True once the peer half-closed (FIN). */
   ended(): boolean;
 }
@@ -331,14 +333,23 @@ export async function startRecorder(port = 0): Promise<RecorderServer> {
   const accepted: RecordedConnection[] = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     const chunks: Buffer[] = [];
+    let bytes = 0;
     let ended = false;
-    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('data', (c: Buffer) => {
+      chunks.push(c);
+      bytes += c.length;
+    });
     socket.on('end', () => {
       ended = true;
-      socket.end(`bye:${Buffer.concat(chunks).length}`);
+      socket.end(`bye:${bytes}`);
     });
     socket.on('error', () => undefined);
-    accepted.push({ socket, received: () => Buffer.concat(chunks), ended: () => ended });
+    accepted.push({
+      socket,
+      received: () => Buffer.concat(chunks),
+      receivedBytes: () => bytes,
+      ended: () => ended,
+    });
   });
   const bound = await listen(server, port);
   return {
@@ -365,6 +376,15 @@ export async function metricValue(
   name: string,
   labels: Record<string, string> = {},
 ): Promise<number> {
+  return (await exportedMetric(adminPort, name, labels)) ?? 0;
+}
+
+/** Like metricValue, but undefined when no series matches: for asserting a series is exported at all. */
+export async function exportedMetric(
+  adminPort: number,
+  name: string,
+  labels: Record<string, string> = {},
+): Promise<number | undefined> {
   const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
   const text = await res.text();
   let total = 0;
@@ -376,7 +396,7 @@ export async function metricValue(
     total += Number(line.slice(line.lastIndexOf(' ') + 1));
     found = true;
   }
-  return found ? total : 0;
+  return found ? total : undefined;
 }
 
 /** A TLS handshake attempt through the gateway; resolves with how it ended (never rejects). */

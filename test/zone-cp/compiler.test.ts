@@ -588,7 +588,7 @@ spec: {host: ratings}
     expect(outbound(snapshot, 'reviews.bookinfo.svc.cluster.local').locality.pinnedToZone).toBe(false);
   });
 
-  it("leaves pinned services out of the gateway's table, listed as not exported", () => {
+  it("leaves services the Mesh pins out of the gateway's table, listed as not exported; a DestinationRule's pin stays with its callers", () => {
     const { compiler } = compilerFor({
       services: bookinfo(),
       policies: `
@@ -607,7 +607,7 @@ spec: {host: ratings}
 `,
     });
     const gateway = JSON.parse(compiler.compileGateway().json) as GatewaySnapshot;
-    expect(gateway.services.map((s) => s.name)).toEqual(['reviews']);
-    expect(gateway.notExported).toEqual(['productpage.bookinfo', 'ratings.bookinfo']);
+    expect(gateway.services.map((s) => s.name)).toEqual(['ratings', 'reviews']);
+    expect(gateway.notExported).toEqual(['productpage.bookinfo']);
   });
 });

@@ -3,9 +3,11 @@
  * sidecar endpoints in this zone, the `_` cluster and one per
  * DestinationRule subset that has endpoints here. Only sidecar endpoints:
  * the gateway forwards mTLS it cannot terminate, so the far end must be a
- * meshfed proxy. A service pinned to its zone (data residency) is not
- * exported: it is listed by name only, so that the gateway refuses callers
- * from other zones and says why, whatever their own config claims.
+ * meshfed proxy. A service the Mesh pins to its zone (data residency) is
+ * not exported: it is listed by name only, so that the gateway refuses
+ * callers from other zones and says why, whatever their own config claims.
+ * (A DestinationRule's pin applies to some callers only, so it stays with
+ * them: the gateway cannot tell who is calling.)
  */
 
 import {
@@ -28,9 +30,7 @@ export function compileGateway(view: MeshView): CompiledSnapshot {
     if (svc === undefined) continue;
     const sidecars = svc.local.filter((e) => e.sidecar);
     if (sidecars.length === 0) continue;
-    // The service's own namespace decides subsets and pinning for callers from other zones.
-    const dr = view.destinationRuleFor(svc, svc.namespace, {});
-    if (view.isPinned(svc, dr)) {
+    if (view.isPinnedByMesh(svc)) {
       notExported.push(`${svc.name}.${svc.namespace}`);
       continue;
     }
@@ -39,6 +39,8 @@ export function compileGateway(view: MeshView): CompiledSnapshot {
         .filter((e) => selectorMatches(labels, e.labels))
         .map((e) => ({ address: e.address, port: e.inboundPort, healthy: e.healthy, workload: e.name }));
     const clusters = [{ subset: ANY_SUBSET, endpoints: toGateway(undefined) }];
+    // The service's own namespace decides subsets for callers from other zones.
+    const dr = view.destinationRuleFor(svc, svc.namespace, {});
     for (const subset of dr?.resource.spec.subsets ?? []) {
       const endpoints = toGateway(subset.labels ?? {});
       if (endpoints.length > 0) clusters.push({ subset: subset.name, endpoints });

@@ -157,7 +157,16 @@ export class MeshView {
    * that applies carries the pinned-to-zone annotation.
    */
   isPinned(svc: ServiceView, dr: Policy<DestinationRuleSpec> | undefined): boolean {
-    if (this.settings.pinToZone || dr?.annotations[PINNED_TO_ZONE_ANNOTATION] === 'true') return true;
+    return dr?.annotations[PINNED_TO_ZONE_ANNOTATION] === 'true' || this.isPinnedByMesh(svc);
+  }
+
+  /**
+   * Pinned by the Mesh (pinToZone, pinnedServices): the same answer for every
+   * caller in every zone, so the serving zone's gateway can enforce it too.
+   * A DestinationRule's annotation pins only the callers that rule applies to.
+   */
+  isPinnedByMesh(svc: ServiceView): boolean {
+    if (this.settings.pinToZone) return true;
     for (const entry of this.settings.pinnedServices) {
       if (entry === `*.${svc.namespace}` || entry === `${svc.name}.${svc.namespace}` || entry === svc.host)
         return true;
