@@ -1,8 +1,9 @@
 /**
  * Child process of host-stalls.ts: spins on the clock until `argv[3]` (ms
  * since the epoch; the probes of one measurement start together, and the
- * spin before it warms the loop up), then for `argv[2]` ms, and prints one
- * JSON line of the gaps it saw: the times this process did not run. Once
+ * spin before it warms the loop up), then for `argv[2]` ms. It prints
+ * `measuring` when it starts to, then one JSON line of the gaps it saw: the
+ * times this process did not run. Once
  * warm the loop allocates nothing, so the gaps are not garbage collection:
  * they are preemption, interrupts, or (in a VM) the host taking the vCPU.
  */
@@ -16,6 +17,7 @@ while (Date.now() < startAt) {
 }
 const gaps = new Float64Array(1 << 20);
 let count = 0;
+process.stdout.write('measuring\n');
 const end = performance.now() + durationMs;
 let last = performance.now();
 for (;;) {

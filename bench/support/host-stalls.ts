@@ -34,25 +34,36 @@ export interface ProbeResult {
   gapsMs: number[];
 }
 
-/** One spinning probe in its own process; it measures from `startAt` (ms since the epoch) for `durationMs`. */
+/**
+ * One spinning probe in its own process; it measures from `startAt` (ms
+ * since the epoch, or as soon as it is up if later) for `durationMs`.
+ * `measuring` resolves once it does.
+ */
 export function startProbe(
   durationMs: number,
   startAt: number,
-): { pid: number; result: Promise<ProbeResult> } {
+): { pid: number; measuring: Promise<void>; result: Promise<ProbeResult> } {
   const child = spawn(process.execPath, [PROBE, String(durationMs), String(startAt)], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const result = new Promise<ProbeResult>((done, fail) => {
-    let out = '';
-    child.stdout.setEncoding('utf8');
-    child.stdout.on('data', (chunk: string) => (out += chunk));
-    child.on('error', fail);
-    child.on('close', (code) => {
-      if (code !== 0) fail(new Error(`host stall probe exited with ${String(code)}`));
-      else done(JSON.parse(out) as ProbeResult);
+  const MEASURING = 'measuring\n';
+  let out = '';
+  child.stdout.setEncoding('utf8');
+  const measuring = new Promise<void>((started) => {
+    child.stdout.on('data', (chunk: string) => {
+      out += chunk;
+      if (out.startsWith(MEASURING)) started();
     });
   });
-  return { pid: child.pid ?? 0, result };
+  const result = new Promise<ProbeResult>((done, fail) => {
+    child.on('error', fail);
+    child.on('close', (code) => {
+      if (code !== 0 || !out.startsWith(MEASURING))
+        fail(new Error(`host stall probe exited with ${String(code)}`));
+      else done(JSON.parse(out.slice(MEASURING.length)) as ProbeResult);
+    });
+  });
+  return { pid: child.pid ?? 0, measuring, result };
 }
 
 export async function measureHostStalls(durationMs = 3000): Promise<HostStalls> {

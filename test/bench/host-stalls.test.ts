@@ -28,10 +28,8 @@ describe('host stalls', () => {
     assertCliBuilt();
     const built = '../../dist/bench/support/host-stalls.js';
     const { startProbe } = (await import(built)) as typeof import('../../bench/support/host-stalls.js');
-    // Stopped well after the probe started measuring, even on a slow machine.
-    const startAt = Date.now() + 1000;
-    const probe = startProbe(1500, startAt);
-    await sleep(startAt - Date.now() + 300);
+    const probe = startProbe(1500, Date.now() + 200);
+    await probe.measuring;
     process.kill(probe.pid, 'SIGSTOP');
     await sleep(100);
     process.kill(probe.pid, 'SIGCONT');

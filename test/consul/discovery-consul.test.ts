@@ -362,10 +362,11 @@ describe('Consul discovery: following changes', () => {
 
 describe('Consul discovery: failures', () => {
   it('keeps the last view while Consul is unreachable, reports it, and recovers when it returns', async () => {
-    const fake = await startFake();
+    // A port outside the ephemeral range: while Consul is away, no outgoing socket can take it.
+    const port = await freePort();
+    const fake = await startFake({ port });
     register(fake, 'vm-1', 'web-1');
     const { source } = await startSource(fake);
-    const port = fake.port;
     await fake.close();
 
     // The held query ends first with a reset connection; the retries then find nothing listening.

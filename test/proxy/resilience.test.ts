@@ -195,7 +195,7 @@ describe('retries', () => {
       [
         {
           route: [{ destination: { host: 'backend' } }],
-          retries: { attempts: 2, perTryTimeout: '100ms', retryOn: '5xx' },
+          retries: { attempts: 2, perTryTimeout: '500ms', retryOn: '5xx' },
         },
       ],
     );
@@ -322,7 +322,8 @@ describe('mirroring', () => {
 
 describe('circuit breaking', () => {
   it('overflows with 503 UO beyond maxConnections + http1MaxPendingRequests', async () => {
-    const b = await backend('httpbin-cb', slow(300));
+    // Slow enough that all six are in flight before the first answer, even on a loaded host.
+    const b = await backend('httpbin-cb', slow(2000));
     configure([b.endpoint], [{ route: [{ destination: { host: 'backend' } }], retries: { attempts: 0 } }], {
       connectionPool: {
         tcp: { maxConnections: 1 },
@@ -360,7 +361,8 @@ describe('outlier detection', () => {
         outlierDetection: {
           consecutive5xxErrors: 2,
           interval: '50ms',
-          baseEjectionTime: '700ms',
+          // Outlasts the 20 requests below on a loaded CI host.
+          baseEjectionTime: '4s',
           maxEjectionPercent: 100,
         },
       },
@@ -379,7 +381,7 @@ describe('outlier detection', () => {
         await get('/o');
         return bad.app.requests.length > before || undefined;
       },
-      { what: 'the ejected endpoint to get traffic again', timeoutMs: 5000 },
+      { what: 'the ejected endpoint to get traffic again', timeoutMs: 15_000 },
     );
     expect(metricValue(await scrape(client.metrics), 'meshfed_proxy_outlier_ejected_endpoints')).toBe(0);
   });

@@ -138,7 +138,9 @@ beforeAll(async () => {
   configDir = join(dir, 'etc-meshfed');
   ports = await vmPorts(net);
   zone = await startVmZone(net, {
-    vm: { heartbeatIntervalSeconds: 1, unhealthyAfterMs: 3000, removeAfterMs: 6000, reapIntervalMs: 250 },
+    // Removal (which revokes the VM's certificate) waits 10 s: the zone CP is stopped for a few
+    // seconds below, and must not remove the VM when it is back.
+    vm: { heartbeatIntervalSeconds: 1, unhealthyAfterMs: 3000, removeAfterMs: 10_000, reapIntervalMs: 250 },
   });
   await zone.admin('POST', '/api/v1/apply', { yaml: workloadGroupYaml('billing', NS) });
 
@@ -422,7 +424,7 @@ describe('a VM in the mesh', () => {
     });
     await waitFor(async () => (await entry()) === undefined, {
       what: 'the silent VM to be removed',
-      timeoutMs: 15_000,
+      timeoutMs: 25_000,
     });
 
     // A reboot: the agent starts from what is on disk, no token involved.

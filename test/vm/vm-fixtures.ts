@@ -358,7 +358,11 @@ export async function startVmZone(net: VmNet, options: Partial<ZoneCpOptions> = 
     cliCaArgs.push('--ca-file', join(dir, 'ca.crt'));
   }
   // A file store under the zone's data dir, so a restarted zone CP has its CA, tokens and entries.
+  // Ports outside the ephemeral range, chosen up front: start() after stop() binds them again
+  // while agents reconnect, and a kernel-chosen port could have gone to an outgoing socket.
   const settings: Partial<ZoneCpOptions> = {
+    port: await freePort(),
+    grpcPort: await freePort(),
     discovery: [{ name: 'universal' }, { name: 'static' }],
     pushDebounceMs: 20,
     pushMaxDelayMs: 200,

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { freePort } from '../../core/free-port.js';
 import { MdsClient, type ReceivedSnapshot } from '../../core/mds/mds-client.js';
 import type { SidecarSnapshot } from '../../core/mesh/snapshot.js';
 import { MemoryStore } from '../../core/store/store-memory.js';
@@ -132,10 +133,13 @@ describe('zone CP restart', () => {
   });
 
   it('keeps its CA and tokens across a restart; a proxy reconnects and is not sent the config it runs', async () => {
+    // The restarted zone CP binds the same gRPC port while the client retries: one outside the
+    // ephemeral range, so no outgoing socket can take it in between.
     const first = await startTestZoneCp({
       zone: 'zone-restart',
       storeUrl: `file://${join(dir, 'store')}`,
       dataDir: dir,
+      grpcPort: await freePort(),
     });
     first.discovery?.set(world());
     const token = await first.issueProxyToken({
