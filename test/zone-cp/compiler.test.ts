@@ -86,6 +86,16 @@ const bookinfo = (): LocalService[] => [
   service('ratings', 'bookinfo', [workload('ratings-1', 'bookinfo', { labels: { app: 'ratings' } })]),
 ];
 
+/** A DestinationRule that pins ratings.bookinfo to the caller's zone (for the callers it applies to). */
+const RATINGS_PINNED_BY_DR = `apiVersion: networking.istio.io/v1beta1
+kind: DestinationRule
+metadata:
+  name: ratings
+  namespace: bookinfo
+  annotations: {meshfed.io/pinned-to-zone: "true"}
+spec: {host: ratings}
+`;
+
 describe('config compiler', () => {
   it('resolves VirtualService hosts relative to the rule namespace and keeps Istio route shapes', () => {
     const { compiler } = compilerFor({
@@ -570,14 +580,7 @@ metadata:
   annotations: {meshfed.io/access-log: "true"}
 spec: {routing: {preferLocalZone: false}}
 ---
-apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata:
-  name: ratings
-  namespace: bookinfo
-  annotations: {meshfed.io/pinned-to-zone: "true"}
-spec: {host: ratings}
-`,
+${RATINGS_PINNED_BY_DR}`,
     });
     const snapshot = sidecar(compiler, 'bookinfo', 'productpage-1');
     expect(snapshot.telemetry).toEqual({ accessLog: true });
@@ -597,14 +600,7 @@ kind: Mesh
 metadata: {name: default}
 spec: {routing: {pinnedServices: [productpage.bookinfo]}}
 ---
-apiVersion: networking.istio.io/v1beta1
-kind: DestinationRule
-metadata:
-  name: ratings
-  namespace: bookinfo
-  annotations: {meshfed.io/pinned-to-zone: "true"}
-spec: {host: ratings}
-`,
+${RATINGS_PINNED_BY_DR}`,
     });
     const gateway = JSON.parse(compiler.compileGateway().json) as GatewaySnapshot;
     expect(gateway.services.map((s) => s.name)).toEqual(['ratings', 'reviews']);
