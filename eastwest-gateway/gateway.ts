@@ -139,11 +139,12 @@ export class Gateway implements ConnectionHost {
   /** Endpoint states of the current table, for /config_dump. */
   describeTable(): unknown {
     const table = this.table;
-    if (table === undefined) return { version: null, routes: [] };
+    if (table === undefined) return { version: null, routes: [], notExported: [] };
     const now = Date.now();
     return {
       version: table.version,
       zone: table.zone,
+      notExported: [...table.notExported],
       routes: [...table.routes.values()].map((route) => ({
         sni: route.sni,
         service: route.service,

@@ -1,6 +1,7 @@
 /**
  * The gateway fed by a real zone control plane over MDS: its table follows
- * the zone's discovery (a workload appearing, turning unhealthy), it ACKs
+ * the zone's discovery (a workload appearing, turning unhealthy) and the
+ * Mesh's residency pins, it ACKs
  * what it applies, and a connection through it reaches the zone's "proxy"
  * with the caller's identity intact.
  */
@@ -43,15 +44,23 @@ function setOrders(healthy: boolean): void {
   zone.discovery?.set([service('orders', 'demo', [endpoint])]);
 }
 
-async function dump(): Promise<{
+interface TableDump {
   version: string | null;
   routes: Array<{ sni: string; endpoints: unknown[] }>;
-}> {
+  notExported: string[];
+}
+
+async function dump(): Promise<TableDump> {
   const res = await fetch(`http://127.0.0.1:${gateway.adminPort}/config_dump`);
-  return (await res.json()) as {
-    version: string | null;
-    routes: Array<{ sni: string; endpoints: unknown[] }>;
-  };
+  return (await res.json()) as TableDump;
+}
+
+function meshWithPins(pinned: string[]): string {
+  return `apiVersion: meshfed.io/v1alpha1
+kind: Mesh
+metadata: {name: default}
+spec: {routing: {pinnedServices: ${JSON.stringify(pinned)}}}
+`;
 }
 
 beforeAll(async () => {
@@ -130,5 +139,30 @@ describe('the gateway on MDS', () => {
         reason: 'no-healthy-endpoint',
       }),
     ).toBe(before + 1);
+  });
+
+  test('a service the Mesh pins to its zone leaves the table and is refused as not-exported; unpinned, it is back', async () => {
+    setOrders(true);
+    await zone.apply(meshWithPins(['orders.demo']));
+    await waitFor(async () => (await dump()).notExported.includes('orders.demo'), {
+      what: 'orders listed as not exported',
+    });
+    expect((await dump()).routes.some((r) => r.sni === SNI)).toBe(false);
+    const before = await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+      reason: 'not-exported',
+    });
+    expect((await tlsAttempt(gateway.port, SNI)).secure).toBe(false);
+    expect(
+      await metricValue(gateway.adminPort, 'meshfed_gateway_refused_connections_total', {
+        reason: 'not-exported',
+      }),
+    ).toBe(before + 1);
+
+    await zone.apply(meshWithPins([]));
+    await waitFor(async () => (await dump()).routes.some((r) => r.sni === SNI && r.endpoints.length === 1), {
+      what: 'orders routable again',
+    });
+    const result = await meshCall(pki, frontend, gateway.port, SNI, orders.spiffeId, 'unpinned');
+    expect(result).toMatchObject({ status: 200, body: 'app-reply:unpinned' });
   });
 });
