@@ -50,7 +50,15 @@ import { fileURLToPath } from 'node:url';
 import { createRootCa, generateKeyPair, loadCa } from '../core/pki/ca.js';
 import { freePort } from '../core/free-port.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
-import { addedPercentiles, ascending, median, percentile, round, rssMiB } from './support/load.js';
+import {
+  addedPercentiles,
+  ascending,
+  median,
+  percentile,
+  round,
+  rssMiB,
+  splitNodeArgs,
+} from './support/load.js';
 import { measureHostStalls } from './support/host-stalls.js';
 import { cpuSeconds } from './support/load-tools.js';
 import { middleboxTransit } from './support/pcap-transit.js';
@@ -65,14 +73,13 @@ const TTFB_SAMPLES = Number(process.env.BENCH_TTFB_SAMPLES ?? 2000);
 const RATE_CONCURRENCY = 32;
 const BULK_CONNECTIONS = 4;
 const SNI = '_.443.bench.bench.svc.mesh';
-const nodeArgs = (value: string): string[] => value.split(' ').filter((a) => a !== '');
 /** The gateway's Node flags (BENCH_GATEWAY_NODE_ARGS, space-separated; default none, as deployed). */
-const GATEWAY_NODE_ARGS = nodeArgs(process.env.BENCH_GATEWAY_NODE_ARGS ?? '');
+const GATEWAY_NODE_ARGS = splitNodeArgs(process.env.BENCH_GATEWAY_NODE_ARGS ?? '');
 /** BENCH_BASELINE_GATEWAY_NODE_ARGS: a second gateway with these flags ('' = Node's defaults), measured alongside. */
 const BASELINE_NODE_ARGS =
   process.env.BENCH_BASELINE_GATEWAY_NODE_ARGS === undefined
     ? undefined
-    : nodeArgs(process.env.BENCH_BASELINE_GATEWAY_NODE_ARGS);
+    : splitNodeArgs(process.env.BENCH_BASELINE_GATEWAY_NODE_ARGS);
 
 interface Files {
   dir: string;

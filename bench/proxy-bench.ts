@@ -41,7 +41,7 @@ import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
 import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh, zoneCpServerCredentials } from '../test/common/pki-fixtures.js';
-import { addedPercentiles, median, round, rssMiB } from './support/load.js';
+import { addedPercentiles, median, round, rssMiB, splitNodeArgs } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { measureHostStalls } from './support/host-stalls.js';
 import {
@@ -63,9 +63,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 /** The proxies' node flags: by default those a deployed sidecar runs with. */
-const NODE_ARGS = (process.env.BENCH_PROXY_NODE_ARGS ?? SIDECAR_NODE_OPTIONS)
-  .split(' ')
-  .filter((a) => a !== '');
+const NODE_ARGS = splitNodeArgs(process.env.BENCH_PROXY_NODE_ARGS ?? SIDECAR_NODE_OPTIONS);
 /** BENCH_H2=1: HTTP/2 between the two proxies (DestinationRule h2UpgradePolicy: UPGRADE). */
 const H2 = process.env.BENCH_H2 === '1';
 /** The lean sidecar entry (cli/proxy-main) by default; BENCH_PROXY_CLI=<path to cli/main.js> runs `meshfed proxy`. */
@@ -73,9 +71,9 @@ const CLI =
   process.env.BENCH_PROXY_CLI ??
   path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/proxy-main.js');
 const BASELINE_CLI = process.env.BENCH_BASELINE_CLI ?? '';
-const BASELINE_NODE_ARGS = (process.env.BENCH_BASELINE_NODE_ARGS ?? process.env.BENCH_PROXY_NODE_ARGS ?? '')
-  .split(' ')
-  .filter((a) => a !== '');
+const BASELINE_NODE_ARGS = splitNodeArgs(
+  process.env.BENCH_BASELINE_NODE_ARGS ?? process.env.BENCH_PROXY_NODE_ARGS ?? '',
+);
 const NS = 'bench';
 const CONFIG_SOURCE = process.env.BENCH_PROXY_CONFIG ?? 'mds';
 if (CONFIG_SOURCE !== 'mds' && CONFIG_SOURCE !== 'file') {

@@ -112,3 +112,8 @@ export function round(value: number, digits = 1): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;
 }
+
+/** Node flags from a space-separated environment value ('' = none). */
+export function splitNodeArgs(value: string): string[] {
+  return value.split(' ').filter((a) => a !== '');
+}

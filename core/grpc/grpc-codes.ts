@@ -29,7 +29,6 @@ export function grpcCodeName(code: number): string {
   return entry?.[0] ?? `status ${code}`;
 }
 
-/** A call's end: its status code and the server's (or the client's) reason. */
 /**
  * What an HTTP status means as a gRPC status, for an answer that carries no
  * grpc-status (grpc/doc/http-grpc-status-mapping.md; Envoy's
@@ -55,6 +54,7 @@ export function grpcCodeForHttpStatus(status: number): number {
   }
 }
 
+/** A call's end: its status code and the server's (or the client's) reason. */
 export class GrpcStatusError extends Error {
   constructor(
     readonly code: number,

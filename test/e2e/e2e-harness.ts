@@ -7,10 +7,10 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
+import { canBind } from '../../core/free-port.js';
 import type { NetnsTopology } from '../../cli/demo/netns-topology.js';
 import { CLI_MAIN, cliEnv } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
@@ -156,14 +156,6 @@ export async function agentFetchOne(
 const usedPorts = new Set<number>();
 let nextPort = 20_000 + (process.pid % 500) * 20;
 
-function bindable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '0.0.0.0', () => server.close(() => resolve(true)));
-  });
-}
-
 /**
  * A port for a listener of the suite, below the kernel's ephemeral range
  * (32768+): inside a zone, processes' outgoing connections to loopback take
@@ -175,7 +167,7 @@ export async function allocPort(): Promise<number> {
     const port = nextPort;
     nextPort = nextPort >= 32_000 ? 20_000 : nextPort + 1;
     if (usedPorts.has(port)) continue;
-    if (await bindable(port)) {
+    if (await canBind(port, '0.0.0.0')) {
       usedPorts.add(port);
       return port;
     }

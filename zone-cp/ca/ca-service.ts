@@ -11,7 +11,7 @@ import {
   type ServerUnaryCall,
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import type { SignResponseWire } from '../../core/ca/ca-codec.js';
+import type { SignRequestWire, SignResponseWire } from '../../core/ca/ca-codec.js';
 import type { Logger } from '../../core/log.js';
 import { Counter, Histogram, type Registry } from '../../core/metrics.js';
 import { ErrorCodes, isMeshError } from '../../core/errors.js';
@@ -40,10 +40,8 @@ export interface CaServiceOptions {
   pool?: CaSignPool;
 }
 
-interface SignRequestWire {
-  csr_pem?: string;
-  ttl_seconds?: number;
-}
+/** What a client sent: untrusted, so either field may be missing. */
+type ReceivedSignRequest = Partial<SignRequestWire>;
 
 export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImplementation {
   const defaultTtl = options.defaultTtlSeconds ?? DEFAULT_WORKLOAD_TTL_SECONDS;
@@ -63,7 +61,7 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
   });
 
   const sign = async (
-    call: ServerUnaryCall<SignRequestWire, SignResponseWire>,
+    call: ServerUnaryCall<ReceivedSignRequest, SignResponseWire>,
   ): Promise<SignResponseWire> => {
     const caller = await options.auth.authenticate(call.metadata, call.getAuthContext());
     if (caller.namespace === undefined || caller.serviceAccount === undefined) {
@@ -129,7 +127,7 @@ export function caServiceHandlers(options: CaServiceOptions): UntypedServiceImpl
 
   return {
     Sign(
-      call: ServerUnaryCall<SignRequestWire, SignResponseWire>,
+      call: ServerUnaryCall<ReceivedSignRequest, SignResponseWire>,
       callback: sendUnaryData<SignResponseWire>,
     ) {
       const stop = latency.startTimer();
