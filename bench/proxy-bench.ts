@@ -71,9 +71,11 @@ const CLI =
   process.env.BENCH_PROXY_CLI ??
   path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/proxy-main.js');
 const BASELINE_CLI = process.env.BENCH_BASELINE_CLI ?? '';
-const BASELINE_NODE_ARGS = splitNodeArgs(
-  process.env.BENCH_BASELINE_NODE_ARGS ?? process.env.BENCH_PROXY_NODE_ARGS ?? '',
-);
+/** The baseline proxies' node flags: by default the same as the measured ones, so only the build differs. */
+const BASELINE_NODE_ARGS =
+  process.env.BENCH_BASELINE_NODE_ARGS === undefined
+    ? NODE_ARGS
+    : splitNodeArgs(process.env.BENCH_BASELINE_NODE_ARGS);
 const NS = 'bench';
 const CONFIG_SOURCE = process.env.BENCH_PROXY_CONFIG ?? 'mds';
 if (CONFIG_SOURCE !== 'mds' && CONFIG_SOURCE !== 'file') {
