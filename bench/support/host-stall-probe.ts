@@ -18,8 +18,9 @@ while (Date.now() < startAt) {
 const gaps = new Float64Array(1 << 20);
 let count = 0;
 process.stdout.write('measuring\n');
-const end = performance.now() + durationMs;
-let last = performance.now();
+const start = performance.now();
+const end = start + durationMs;
+let last = start;
 for (;;) {
   const now = performance.now();
   const gap = now - last;
@@ -27,4 +28,8 @@ for (;;) {
   if (gap > 0.05 && count < gaps.length) gaps[count++] = gap;
   if (now > end) break;
 }
-process.stdout.write(JSON.stringify({ durationMs, gapsMs: Array.from(gaps.subarray(0, count)) }) + '\n');
+// The window in wall-clock ms, so a caller that pauses the probe can tell whether the pause fell inside it.
+const window = { fromMs: performance.timeOrigin + start, toMs: performance.timeOrigin + last };
+process.stdout.write(
+  JSON.stringify({ durationMs, gapsMs: Array.from(gaps.subarray(0, count)), window }) + '\n',
+);

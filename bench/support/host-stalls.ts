@@ -32,6 +32,8 @@ export interface HostStalls {
 export interface ProbeResult {
   durationMs: number;
   gapsMs: number[];
+  /** When the probe measured, in ms since the epoch. */
+  window?: { fromMs: number; toMs: number };
 }
 
 /**
