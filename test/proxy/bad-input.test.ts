@@ -35,6 +35,18 @@ let server: TestProxy;
 let client: TestProxy;
 const aborted: string[] = [];
 
+/** No request is active on either proxy, nor towards the server proxy's cluster. */
+async function requestsSettled(): Promise<boolean> {
+  const stats = async (proxy: TestProxy): Promise<Record<string, number>> =>
+    (await (await fetch(`${proxy.admin}/stats?format=json`)).json()) as Record<string, number>;
+  const [outbound, inbound] = await Promise.all([stats(client), stats(server)]);
+  return (
+    outbound['downstream_rq_active.outbound'] === 0 &&
+    outbound[`cluster.outbound|80||api.${NS}.svc.cluster.local.upstream_rq_active`] === 0 &&
+    inbound['downstream_rq_active.inbound'] === 0
+  );
+}
+
 beforeAll(async () => {
   app = await startApp('api', (req, res, body) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
@@ -160,25 +172,9 @@ describe('slow and vanishing clients', () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
       socket.destroy();
     }
-    await waitFor(
-      async () => {
-        const stats = (await (await fetch(`${client.admin}/stats?format=json`)).json()) as Record<
-          string,
-          number
-        >;
-        const inbound = (await (await fetch(`${server.admin}/stats?format=json`)).json()) as Record<
-          string,
-          number
-        >;
-        return (
-          (stats['downstream_rq_active.outbound'] === 0 &&
-            stats[`cluster.outbound|80||api.${NS}.svc.cluster.local.upstream_rq_active`] === 0 &&
-            inbound['downstream_rq_active.inbound'] === 0) ||
-          undefined
-        );
-      },
-      { what: 'every counter back to zero' },
-    );
+    await waitFor(requestsSettled, {
+      what: 'every counter back to zero',
+    });
     // The half-sent bodies never completed at the app.
     expect(app.requests.filter((r) => r.url.startsWith('/abort-'))).toHaveLength(0);
     const text = await scrape(client.metrics);
@@ -208,12 +204,14 @@ describe('soak', () => {
         }
       }
     };
+    // Measured once the abandoned requests are gone from both proxies, not after a guessed pause.
+    const settled = { what: 'every request to finish', timeoutMs: 10_000 };
     await round(400);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    await waitFor(requestsSettled, settled);
     gc();
     const before = process.memoryUsage().heapUsed;
     await round(2000);
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    await waitFor(requestsSettled, settled);
     gc();
     gc();
     const grown = process.memoryUsage().heapUsed - before;
