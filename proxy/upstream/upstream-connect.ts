@@ -40,20 +40,30 @@ export interface TlsProvider {
   sessions: SessionCache;
 }
 
+/** A TLS session to resume, and the SPIFFE ID the server proved when it was made. */
+export interface CachedSession {
+  ticket: Buffer;
+  /**
+   * A resumed handshake carries no certificate (Node reports none), so the
+   * identity checked on the full handshake is kept with its session.
+   */
+  peerId: string;
+}
+
 /** TLS sessions per upstream (address, port, SNI), for resumption; emptied when credentials change. */
 export class SessionCache {
-  readonly #sessions = new Map<string, Buffer>();
+  readonly #sessions = new Map<string, CachedSession>();
   readonly #max: number;
 
   constructor(max = 1024) {
     this.#max = max;
   }
 
-  get(key: string): Buffer | undefined {
+  get(key: string): CachedSession | undefined {
     return this.#sessions.get(key);
   }
 
-  set(key: string, session: Buffer): void {
+  set(key: string, session: CachedSession): void {
     if (!this.#sessions.has(key) && this.#sessions.size >= this.#max) {
       const oldest = this.#sessions.keys().next();
       if (!oldest.done) this.#sessions.delete(oldest.value);
@@ -88,10 +98,15 @@ function markConnected(this: TaggedSocket): void {
 
 const kTimer = Symbol('meshfed.connectTimer');
 
-/** A resumed session skipped checkServerIdentity: read the (cached) peer certificate instead. */
-function onSecureConnect(this: tls.TLSSocket & TaggedSocket): void {
+/** The identity the session offered for resumption was made with. */
+const kOfferedPeer = Symbol('meshfed.offeredPeer');
+
+/** A resumed session skipped checkServerIdentity: its identity is the one cached with the session. */
+function onSecureConnect(this: tls.TLSSocket & TaggedSocket & { [kOfferedPeer]?: string }): void {
   if (this[kPeerId] === undefined) {
-    this[kPeerId] = spiffeIdOfAltName(this.getPeerCertificate(false)?.subjectaltname);
+    this[kPeerId] =
+      (this.isSessionReused() ? this[kOfferedPeer] : undefined) ??
+      spiffeIdOfAltName(this.getPeerCertificate(false)?.subjectaltname);
   }
   markConnected.call(this);
 }
@@ -120,13 +135,14 @@ export function connectUpstream(target: ConnectTarget, provider: TlsProvider | u
     // Identities are part of the key: a resumed session skips checkServerIdentity.
     const sessionKey = `${target.address}:${target.port}/${target.sni}/${target.identities.join(',')}`;
     const identities = target.identities;
+    const offered = provider.sessions.get(sessionKey);
     const tlsSocket = tls.connect({
       host: target.address,
       port: target.port,
       servername: target.sni,
       secureContext: material.context,
       ...(target.alpn.length > 0 ? { ALPNProtocols: target.alpn } : {}),
-      session: provider.sessions.get(sessionKey),
+      session: offered?.ticket,
       checkServerIdentity(_host: string, cert: PeerCertificate): Error | undefined {
         const id = spiffeIdOfAltName(cert.subjectaltname);
         if (id === '') return new Error('the peer certificate has no SPIFFE ID');
@@ -138,9 +154,18 @@ export function connectUpstream(target: ConnectTarget, provider: TlsProvider | u
         (tlsSocket as TaggedSocket)[kPeerId] = id;
         return undefined;
       },
-    }) as tls.TLSSocket & TaggedSocket;
+    }) as tls.TLSSocket & TaggedSocket & { [kOfferedPeer]?: string };
+    tlsSocket[kOfferedPeer] = offered?.peerId;
     tlsSocket.setNoDelay(true);
-    tlsSocket.on('session', (session: Buffer) => provider.sessions.set(sessionKey, session));
+    tlsSocket.on('session', (ticket: Buffer) => {
+      const remember = (): void => {
+        const peerId = tlsSocket[kPeerId];
+        if (peerId) provider.sessions.set(sessionKey, { ticket, peerId });
+      };
+      // TLS 1.3 tickets come after the handshake; a TLS 1.2 ticket before the identity check has run.
+      if (tlsSocket[kPeerId] === undefined) tlsSocket.once('secureConnect', remember);
+      else remember();
+    });
     tlsSocket.once('secureConnect', onSecureConnect);
     socket = tlsSocket;
   }

@@ -125,8 +125,14 @@ function slow(ms: number): AppHandler {
   };
 }
 
+/** The client proxy's access log lines. */
+const clientLog: string[] = [];
+
 beforeAll(async () => {
-  client = await startTestProxy(mesh, clientW, undefined);
+  client = await startTestProxy(mesh, clientW, undefined, {
+    accessLog: true,
+    accessLogSink: (lines) => clientLog.push(...lines.trim().split('\n')),
+  });
 });
 
 afterEach(async () => {
@@ -531,5 +537,16 @@ describe('connections between proxies', () => {
     expect(
       metricValue(text, 'meshfed_proxy_inbound_tls_handshakes_total', { resumed: 'true' }),
     ).toBeGreaterThanOrEqual(9);
+    // A resumed handshake carries no certificate: the peer's identity still reaches the access log.
+    const peers = await waitFor(
+      () => {
+        const lines = clientLog.filter((l) => l.includes('"path":"/fresh"'));
+        return (
+          lines.length === 10 && lines.map((l) => (JSON.parse(l) as { upstream_peer: string }).upstream_peer)
+        );
+      },
+      { what: 'ten access log lines for /fresh' },
+    );
+    expect(new Set(peers)).toEqual(new Set([b.proxy.credentials.spiffeId]));
   });
 });
