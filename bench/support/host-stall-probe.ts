@@ -17,10 +17,12 @@ while (Date.now() < startAt) {
 }
 const gaps = new Float64Array(1 << 20);
 let count = 0;
-process.stdout.write('measuring\n');
+// The window opens before `measuring` is written, so that a pause the reader causes once it reads that line
+// (a test stops the probe) falls inside the window, even if it lands before the loop below starts.
 const start = performance.now();
 const end = start + durationMs;
 let last = start;
+process.stdout.write('measuring\n');
 for (;;) {
   const now = performance.now();
   const gap = now - last;

@@ -36,15 +36,17 @@ describe('host stalls', () => {
     for (let attempt = 0; attempt < 3; attempt += 1) {
       const probe = startProbe(3000, Date.now() + 200);
       await probe.measuring;
-      const stoppedAt = Date.now();
       process.kill(probe.pid, 'SIGSTOP');
+      // Read after the signal: a probe stopped inside its window cannot end that window before SIGCONT,
+      // so a window that ends before this time was over when the stop came (this process was held).
+      const stoppedBy = Date.now();
       await sleep(100);
       process.kill(probe.pid, 'SIGCONT');
       const result = await probe.result;
       const window = result.window;
       if (!window) throw new Error('the probe did not report its measuring window');
-      if (stoppedAt > window.toMs) {
-        misses.push(`stop at ${stoppedAt}, window ended ${Math.round(window.toMs)}`);
+      if (window.toMs < stoppedBy) {
+        misses.push(`stopped by ${stoppedBy}, window ended ${Math.round(window.toMs)}`);
         continue;
       }
       const stalls = summarizeStalls([result]);
