@@ -10,17 +10,15 @@
  * symbol on the emitter: no closures per request.
  */
 
-import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Attempt, AttemptOwner, UpstreamFailureKind } from '../upstream/upstream-attempt.js';
 import { H1Body, type BodySink } from '../upstream/upstream-h1-conn.js';
 import { endToEndHeaders } from './http-headers.js';
+import type { DownstreamBody, DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { sendLocalReply } from './local-reply.js';
 import { addFlag } from './response-flags.js';
-
-export type DownstreamRequest = IncomingMessage | Http2ServerRequest;
-export type DownstreamResponse = ServerResponse | Http2ServerResponse;
 
 const kExchange = Symbol('meshfed.exchange');
 
@@ -34,6 +32,8 @@ export const DEFAULT_REPLAY_LIMIT = 1 << 20;
 export abstract class HttpExchange implements AttemptOwner, BodySink {
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
+  /** The request as a body stream (the same object). */
+  readonly #body: DownstreamBody;
   /** The downstream speaks HTTP/2 (compat API objects). */
   readonly h2: boolean;
   readonly grpc: boolean;
@@ -67,6 +67,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
 
   constructor(req: DownstreamRequest, res: DownstreamResponse, startMs: number) {
     this.req = req;
+    this.#body = req;
     this.res = res;
     this.startMs = startMs;
     this.startTime = Date.now();
@@ -96,10 +97,9 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
   #listen(): void {
     this.#listening = true;
     if (this.#copy === undefined) this.bodyLost = true;
-    const req = this.req as DownstreamRequest & Tagged;
-    req[kExchange] = this;
-    req.on('data', onRequestData);
-    req.on('end', onRequestEnd);
+    (this.req as DownstreamRequest & Tagged)[kExchange] = this;
+    this.#body.on('data', onRequestData);
+    this.#body.on('end', onRequestEnd);
   }
 
   /** True while the whole body (so far) can be sent again. */
@@ -124,7 +124,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
       }
     }
     const attempt = this.attempt;
-    if (attempt !== undefined && !attempt.broken && !attempt.write(chunk)) this.req.pause();
+    if (attempt !== undefined && !attempt.broken && !attempt.write(chunk)) this.#body.pause();
   }
 
   onRequestEnd(): void {
@@ -143,11 +143,11 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
     if (this.#copy !== undefined) for (const chunk of this.#copy) attempt.write(chunk);
     if (this.bodyComplete) attempt.end();
     else if (!this.#listening) this.#listen();
-    else if (this.req.isPaused()) this.req.resume();
+    else if (this.#body.isPaused()) this.#body.resume();
   }
 
   onAttemptDrain(attempt: Attempt): void {
-    if (attempt === this.attempt && !this.bodyComplete) this.req.resume();
+    if (attempt === this.attempt && !this.bodyComplete) this.#body.resume();
   }
 
   abstract onAttemptResponse(
@@ -188,7 +188,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
       return;
     }
     try {
-      (res as ServerResponse).writeHead(status, out);
+      res.writeHead(status, out);
     } catch (err) {
       // Headers Node refuses (invalid characters from a broken upstream): a protocol error.
       this.flags = addFlag(this.flags, 'UPE');
@@ -210,13 +210,14 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
     body.on('end', onResponseEnd);
     body.on('error', onResponseError);
     body.on('aborted', onResponseAborted);
-    // Both listeners see every chunk: ours counts bytes, pipe writes with backpressure.
-    body.pipe(res as NodeJS.WritableStream, { end: false });
+    // Both listeners see every chunk: ours counts bytes, pipe writes with backpressure. pipe() asks of its
+    // destination only events, write() and end(), which the lean server's response has too.
+    body.pipe(res as unknown as NodeJS.WritableStream, { end: false });
   }
 
   onBodyChunk(chunk: Buffer): boolean {
     this.responseBytes += chunk.length;
-    if ((this.res as ServerResponse).write(chunk)) return true;
+    if (this.res.write(chunk)) return true;
     if (!this.#drainListening) {
       this.#drainListening = true;
       this.res.on('drain', onResponseDrain);
@@ -240,7 +241,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
   onResponseEnd(): void {
     if (this.#grpcTrailers !== undefined) {
       try {
-        (this.res as ServerResponse).addTrailers(this.#grpcTrailers);
+        this.res.addTrailers(this.#grpcTrailers);
       } catch {
         // see below
       }
@@ -251,7 +252,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
       const g = trailers['grpc-status'];
       if (typeof g === 'string') this.grpcStatus = g;
       try {
-        (this.res as ServerResponse).addTrailers(t as Record<string, string>);
+        this.res.addTrailers(t as Record<string, string>);
       } catch {
         // Trailers with characters Node refuses are dropped rather than failing the response.
       }
@@ -265,7 +266,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
     if (this.finished) return;
     this.flags = addFlag(this.flags, 'UC');
     this.details = 'upstream reset after response started';
-    this.#responseBody?.unpipe(this.res as NodeJS.WritableStream);
+    this.#responseBody?.unpipe(this.res as unknown as NodeJS.WritableStream);
     this.res.destroy();
     this.finish();
   }
@@ -307,11 +308,10 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
   protected finish(): void {
     if (this.finished) return;
     this.finished = true;
-    const req = this.req as DownstreamRequest & Tagged;
     if (this.#listening && !this.bodyComplete) {
       // The rest of the body has nowhere to go: drop it (and let the socket continue).
-      req.removeListener('data', onRequestData);
-      req.resume();
+      this.#body.removeListener('data', onRequestData);
+      this.#body.resume();
     }
     this.onFinish();
   }

@@ -1,7 +1,8 @@
 /**
  * What the inbound and outbound listeners share: an accepting TCP server
  * whose sockets are sniffed and handed to an HTTP/1.1 or h2c server (they
- * never listen themselves), the connections they hold, and one way to shut
+ * never listen themselves; HTTP/1.1 goes to the lean server first, which
+ * passes what it does not serve on to `node:http`), the connections they hold, and one way to shut
  * down. Subclasses decide what an accepted socket is and answer upgrades.
  */
 
@@ -11,6 +12,10 @@ import type http2 from 'node:http2';
 import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { ProxyContext } from '../proxy-context.js';
+import { LeanH1Server } from './lean-h1/lean-server.js';
+import type { LeanRequest } from './lean-h1/lean-request.js';
+import type { LeanResponse } from './lean-h1/lean-response.js';
+import { handOverToHttp1 } from './protocol-sniff.js';
 import {
   createH2cServer,
   createHttp1Server,
@@ -23,10 +28,11 @@ import {
 export const kContext = Symbol('meshfed.context');
 export type ContextHolder<T> = T & { [kContext]?: ProxyContext };
 
+/** Called for requests of both HTTP/1.1 servers: the lean one and, for what it hands over, `node:http`'s. */
 export type H1RequestHandler = (
   this: ContextHolder<http.Server>,
-  req: IncomingMessage,
-  res: ServerResponse,
+  req: IncomingMessage | LeanRequest,
+  res: ServerResponse | LeanResponse,
 ) => void;
 export type H2RequestHandler = (
   this: ContextHolder<http2.Http2Server>,
@@ -37,6 +43,8 @@ export type H2RequestHandler = (
 export abstract class HttpListener {
   protected readonly ctx: ProxyContext;
   protected readonly limits: HttpServerLimits;
+  /** Plain HTTP/1.1 requests; it hands everything else to `h1`. */
+  protected readonly lean: LeanH1Server;
   protected readonly h1: http.Server;
   protected readonly h2: http2.Http2Server;
   protected readonly server: net.Server;
@@ -60,6 +68,10 @@ export abstract class HttpListener {
     this.h1.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.upgrade(req, socket, head),
     );
+    this.lean = new LeanH1Server(limits, {
+      onRequest: (req, res) => onH1Request.call(this.h1, req, res),
+      handOver: (socket, unread) => handOverToHttp1(socket, unread, this.h1),
+    });
     this.h2 = createH2cServer();
     (this.h2 as ContextHolder<http2.Http2Server>)[kContext] = ctx;
     this.h2.on('request', onH2Request);
@@ -92,11 +104,13 @@ export abstract class HttpListener {
   /** Stops accepting; idle keep-alive connections close now, busy ones after their response. */
   close(): void {
     this.server.close();
+    this.lean.close();
     this.h1.closeIdleConnections();
     for (const s of this.sessions) s.close();
   }
 
   closeIdle(): void {
+    this.lean.closeIdle();
     this.h1.closeIdleConnections();
   }
 

@@ -5,11 +5,9 @@
  * the status mapped as Envoy maps it.
  */
 
-import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { Http2ServerResponse } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http';
 import { grpcCodeForHttpStatus } from '../../core/grpc/grpc-codes.js';
-
-export type DownstreamResponse = ServerResponse | Http2ServerResponse;
+import type { DownstreamResponse } from './downstream.js';
 
 /**
  * Sends a complete local answer. Returns the status actually sent (200

@@ -68,12 +68,12 @@ export function handOverByUnshift(
   server.emit('connection', socket);
 }
 
-/** Hands a sniffed socket to an HTTP/1 server (which consumes the socket handle directly). */
+/** Hands a socket to an HTTP/1 server (which consumes the socket handle directly), with the bytes already read from it. */
 export function handOverToHttp1(
   socket: Socket,
-  first: Buffer,
+  first: Buffer | undefined,
   server: { emit(event: 'connection', socket: Socket): boolean },
 ): void {
   server.emit('connection', socket);
-  socket.emit('data', first);
+  if (first !== undefined) socket.emit('data', first);
 }

@@ -20,10 +20,13 @@ import { firstHeader, MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { sendLocalReply } from '../http/local-reply.js';
 import { recordTunnelMetrics } from '../http/exchange-telemetry.js';
 import { HttpListener, kContext, type ContextHolder } from '../http/http-listener.js';
-import { handOverByUnshift, handOverToHttp1, sniffProtocol } from '../http/protocol-sniff.js';
+import { handOverByUnshift, sniffProtocol } from '../http/protocol-sniff.js';
 import { rawHttpError, tunnelUpgrade, upgradeRequestHead } from '../http/upgrade-tunnel.js';
 import type { HttpServerLimits } from '../http/http-servers.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
+import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
+import type { LeanRequest } from '../http/lean-h1/lean-request.js';
+import type { LeanResponse } from '../http/lean-h1/lean-response.js';
 import { splice } from '../tcp/tcp-splice.js';
 import { peerSpiffeId } from '../tls/tls-material.js';
 import { authzRequestOf, InboundExchange } from './inbound-exchange.js';
@@ -139,7 +142,7 @@ export class InboundListener extends HttpListener {
         }
         (s as Socket & ConnHolder)[kConn] = newConn(false, s.remoteAddress ?? '', s.localAddress ?? '');
         if (protocol === 'h2c') handOverByUnshift(s, first, this.h2);
-        else handOverToHttp1(s, first, this.h1);
+        else this.lean.accept(s, first);
       },
     });
   }
@@ -203,7 +206,7 @@ export class InboundListener extends HttpListener {
       return;
     }
     if (socket.alpnProtocol === 'h2') this.h2.emit('connection', socket);
-    else this.h1.emit('connection', socket);
+    else this.lean.accept(socket, undefined);
   }
 
   #tcp(active: ActiveConfig, conn: InboundConn, port: InboundPortConfig, socket: TLSSocket): void {
@@ -323,7 +326,11 @@ function sniService(sni: string, active: ActiveConfig): string {
   return `${svc}.${ns}.svc.cluster.local`;
 }
 
-function onH1Request(this: ContextHolder<http.Server>, req: IncomingMessage, res: ServerResponse): void {
+function onH1Request(
+  this: ContextHolder<http.Server>,
+  req: IncomingMessage | LeanRequest,
+  res: ServerResponse | LeanResponse,
+): void {
   const ctx = this[kContext];
   const conn = (req.socket as Socket & ConnHolder)[kConn];
   if (ctx !== undefined && conn !== undefined) handleInbound(ctx, conn, req, res);
@@ -344,8 +351,8 @@ function onH2Request(
 function handleInbound(
   ctx: ProxyContext,
   conn: InboundConn,
-  req: IncomingMessage | Http2ServerRequest,
-  res: ServerResponse | Http2ServerResponse,
+  req: DownstreamRequest,
+  res: DownstreamResponse,
 ): void {
   const start = performance.now();
   const active = ctx.active();

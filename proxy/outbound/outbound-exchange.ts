@@ -22,7 +22,8 @@ import type {
 } from '../config/config-types.js';
 import { applyHeaderOps, endToEndHeaders, firstHeader, MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { addExchangeSpan, recordExchangeMetrics, SPAN_KIND_CLIENT } from '../http/exchange-telemetry.js';
-import { HttpExchange, type DownstreamRequest, type DownstreamResponse } from '../http/http-exchange.js';
+import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
+import { HttpExchange } from '../http/http-exchange.js';
 import { addFlag, ResponseFlags } from '../http/response-flags.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import { UNKNOWN_PEER, type BaseSeries, type PeerLabels } from '../telemetry/istio-metrics.js';

@@ -12,11 +12,14 @@ import type { Socket } from 'node:net';
 import { MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { recordTunnelMetrics } from '../http/exchange-telemetry.js';
 import { HttpListener, kContext, type ContextHolder } from '../http/http-listener.js';
-import { handOverByUnshift, handOverToHttp1, sniffProtocol } from '../http/protocol-sniff.js';
+import { handOverByUnshift, sniffProtocol } from '../http/protocol-sniff.js';
 import { sendLocalReply } from '../http/local-reply.js';
 import { rawHttpError, tunnelUpgrade, upgradeRequestHead } from '../http/upgrade-tunnel.js';
 import type { HttpServerLimits } from '../http/http-servers.js';
 import type { ProxyContext } from '../proxy-context.js';
+import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
+import type { LeanRequest } from '../http/lean-h1/lean-request.js';
+import type { LeanResponse } from '../http/lean-h1/lean-response.js';
 import { ensureRequestId } from '../telemetry/trace.js';
 import { connectUpstream } from '../upstream/upstream-connect.js';
 import { OutboundExchange } from './outbound-exchange.js';
@@ -37,7 +40,7 @@ export class OutboundListener extends HttpListener {
     sniffProtocol(socket, this.limits.headersTimeoutMs, {
       decide: (protocol, s, first) => {
         if (protocol === 'h2c') handOverByUnshift(s, first, this.h2);
-        else if (protocol === 'h1') handOverToHttp1(s, first, this.h1);
+        else if (protocol === 'h1') this.lean.accept(s, first);
         else {
           // TLS to the outbound port: apps send plain HTTP here; answer in a way a TLS client notices.
           this.ctx.stats.downstreamErrors.inc({ reason: 'tls_on_outbound' });
@@ -159,7 +162,11 @@ export class OutboundListener extends HttpListener {
   }
 }
 
-function onH1Request(this: ContextHolder<http.Server>, req: IncomingMessage, res: ServerResponse): void {
+function onH1Request(
+  this: ContextHolder<http.Server>,
+  req: IncomingMessage | LeanRequest,
+  res: ServerResponse | LeanResponse,
+): void {
   const ctx = this[kContext];
   if (ctx !== undefined) handleOutbound(ctx, req, res);
 }
@@ -173,11 +180,7 @@ function onH2Request(
   if (ctx !== undefined) handleOutbound(ctx, req, res);
 }
 
-function handleOutbound(
-  ctx: ProxyContext,
-  req: IncomingMessage | Http2ServerRequest,
-  res: ServerResponse | Http2ServerResponse,
-): void {
+function handleOutbound(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse): void {
   const start = performance.now();
   const active = ctx.active();
   if (active === undefined) {

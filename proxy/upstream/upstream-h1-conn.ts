@@ -14,12 +14,11 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { Readable } from 'node:stream';
 import { kConnected, kPeerId, type TaggedSocket } from './upstream-connect.js';
+import { H1ProtocolError, headEnd } from '../http/h1-fields.js';
 import {
-  H1ProtocolError,
   MAX_CHUNK_LINE_BYTES,
   MAX_RESPONSE_HEAD_BYTES,
   framingLines,
-  headEnd,
   lineEnd,
   parseChunkSize,
   parseResponseHead,

@@ -2,57 +2,29 @@
  * HTTP/1.1 message heads for the upstream client, without `node:http`:
  * the request head written as one latin1 string (what Node's parser gave
  * us downstream round-trips byte for byte), and a small, strict parser for
- * response heads and chunked-body size lines, with limits. Anything it does
- * not understand is an error, never a guess: a proxy that guesses at
- * framing can be made to smuggle requests.
+ * response heads and chunked-body size lines, with limits (the header
+ * fields are parsed by ../http/h1-fields.ts, shared with the lean server).
  */
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import {
+  addHeader,
+  BAD_VALUE,
+  fieldValue,
+  H1ProtocolError,
+  hasToken,
+  lowerCaseName,
+  parseFieldBlock,
+  TOKEN,
+} from '../http/h1-fields.js';
 
 /** Response heads larger than this are refused (Envoy's default is 60 KiB). */
 export const MAX_RESPONSE_HEAD_BYTES = 64 * 1024;
 /** A chunk-size line (size and extensions) longer than this is malformed. */
 export const MAX_CHUNK_LINE_BYTES = 1024;
 
-/** A malformed or oversized message from the upstream. */
-export class H1ProtocolError extends Error {
-  readonly code: string;
-
-  constructor(code: string, message: string) {
-    super(message);
-    this.name = 'H1ProtocolError';
-    this.code = code;
-  }
-}
-
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** Control characters other than horizontal tab are not allowed in field values. */
-// eslint-disable-next-line no-control-regex -- matching control characters is the point
-const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 // No spaces or control characters in a request target.
 const BAD_TARGET = /[\0-\x20\x7f]/;
-
-/** Names Node keeps only the first of (its IncomingMessage rules, so relayed heads look the same as before). */
-const SINGLE = new Set([
-  'age',
-  'authorization',
-  'content-length',
-  'content-type',
-  'etag',
-  'expires',
-  'from',
-  'host',
-  'if-modified-since',
-  'if-unmodified-since',
-  'last-modified',
-  'location',
-  'max-forwards',
-  'proxy-authorization',
-  'referer',
-  'retry-after',
-  'server',
-  'user-agent',
-]);
 
 /** Methods for which Node sends `content-length: 0` when the body turns out empty. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
@@ -124,12 +96,6 @@ export interface ResponseHead {
 
 const CRLF = Buffer.from('\r\n');
 
-/** Where the head ends (the index after its blank line), or -1 if it is not complete yet. */
-export function headEnd(buf: Buffer, from: number): number {
-  const i = buf.indexOf('\r\n\r\n', Math.max(0, from - 3), 'latin1');
-  return i < 0 ? -1 : i + 4;
-}
-
 /**
  * Parses a complete response head (`text` ends with the blank line's CRLF
  * CRLF, latin1). `bodyless`: the request was HEAD, so no body follows
@@ -160,44 +126,12 @@ export function parseResponseHead(text: string, bodyless: boolean): ResponseHead
   if (status < 100) throw new H1ProtocolError('INVALID_STATUS', 'malformed response status code');
   if (BAD_VALUE.test(statusLine)) throw new H1ProtocolError('INVALID_STATUS_LINE', 'malformed status line');
 
-  const headers: IncomingHttpHeaders = {};
-  let contentLength = -1;
-  let chunked = false;
-  let hasTe = false;
-  let connection = '';
-  let pos = lineEnd + 2;
-  const end = text.length - 2;
-  while (pos < end) {
-    // Indexes into the head rather than a string per line: a proxy parses one head per request.
-    const next = text.indexOf('\r\n', pos);
-    const colon = text.indexOf(':', pos);
-    if (colon <= pos || colon > next)
-      throw new H1ProtocolError('INVALID_HEADER', 'malformed response header line');
-    const rawName = text.slice(pos, colon);
-    if (!TOKEN.test(rawName)) throw new H1ProtocolError('INVALID_HEADER', 'invalid response header name');
-    const value = fieldValue(text, colon + 1, next);
-    pos = next + 2;
-    if (BAD_VALUE.test(value))
-      throw new H1ProtocolError('INVALID_HEADER', `invalid characters in response header ${rawName}`);
-    const name = lowerCaseName(rawName);
-    if (name === 'content-length') {
-      const n = parseLength(value);
-      if (contentLength >= 0 && n !== contentLength)
-        throw new H1ProtocolError('INVALID_CONTENT_LENGTH', 'conflicting content-length headers');
-      contentLength = n;
-    } else if (name === 'transfer-encoding') {
-      hasTe = true;
-      // Only the last coding decides the framing (RFC 9112 §6.3).
-      const last = value
-        .slice(value.lastIndexOf(',') + 1)
-        .trim()
-        .toLowerCase();
-      chunked = last === 'chunked';
-    } else if (name === 'connection') {
-      connection = connection === '' ? value.toLowerCase() : `${connection},${value.toLowerCase()}`;
-    }
-    addHeader(headers, name, value);
-  }
+  const { headers, contentLength, hasTe, chunked, connection } = parseFieldBlock(
+    text,
+    lineEnd + 2,
+    text.length - 2,
+    'response',
+  );
   let length: number;
   if (bodyless || status < 200 || status === 204 || status === 304) length = 0;
   else if (hasTe) length = chunked ? -1 : -2;
@@ -210,74 +144,6 @@ export function parseResponseHead(text: string, bodyless: boolean): ResponseHead
     hasToken(connection, 'close') ||
     (minor === 0 && !hasToken(connection, 'keep-alive'));
   return { status, minor, headers, close, length };
-}
-
-function parseLength(value: string): number {
-  if (value === '' || value.length > 15)
-    throw new H1ProtocolError('INVALID_CONTENT_LENGTH', 'invalid content-length in the response');
-  let n = 0;
-  for (let i = 0; i < value.length; i++) {
-    const d = value.charCodeAt(i) - 48;
-    if (d < 0 || d > 9)
-      throw new H1ProtocolError('INVALID_CONTENT_LENGTH', 'invalid content-length in the response');
-    n = n * 10 + d;
-  }
-  return n;
-}
-
-/** The field value between `from` and `to`, without the optional whitespace (space, tab) around it. */
-function fieldValue(text: string, from: number, to: number): string {
-  while (from < to && isOws(text.charCodeAt(from))) from++;
-  while (to > from && isOws(text.charCodeAt(to - 1))) to--;
-  return text.slice(from, to);
-}
-
-function isOws(code: number): boolean {
-  return code === 32 || code === 9;
-}
-
-/**
- * Header names as upstreams spell them ("Content-Type") mapped to their
- * lower case once, instead of a new string per header per response. A
- * dictionary object rather than a Map: its keys are V8's internalized
- * copies, where a Map would keep the name as sliced from the head and with
- * it the whole head. Bounded: an upstream inventing names only stops the
- * cache from growing.
- */
-const lowerCaseNames: Record<string, string> = Object.create(null) as Record<string, string>;
-let cachedNames = 0;
-const MAX_CACHED_NAMES = 512;
-
-function lowerCaseName(raw: string): string {
-  const cached = lowerCaseNames[raw];
-  if (cached !== undefined) return cached;
-  const lower = raw.toLowerCase();
-  if (lower !== raw && cachedNames < MAX_CACHED_NAMES) {
-    lowerCaseNames[raw] = lower;
-    cachedNames++;
-  }
-  return lower;
-}
-
-function hasToken(list: string, token: string): boolean {
-  if (list === '') return false;
-  for (const t of list.split(',')) if (t.trim() === token) return true;
-  return false;
-}
-
-/** Node's IncomingMessage rules for repeated headers. */
-export function addHeader(headers: IncomingHttpHeaders, name: string, value: string): void {
-  const current = headers[name];
-  if (current === undefined) {
-    headers[name] = name === 'set-cookie' ? [value] : value;
-    return;
-  }
-  if (name === 'set-cookie') {
-    (current as string[]).push(value);
-    return;
-  }
-  if (SINGLE.has(name)) return;
-  headers[name] = `${current as string}${name === 'cookie' ? '; ' : ', '}${value}`;
 }
 
 /**

@@ -14,7 +14,8 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { assertCliBuilt, CLI_MAIN } from '../common/cli.js';
-import { H1ProtocolError, parseResponseHead } from '../../proxy/upstream/upstream-h1-head.js';
+import { H1ProtocolError } from '../../proxy/http/h1-fields.js';
+import { parseResponseHead } from '../../proxy/upstream/upstream-h1-head.js';
 
 let server: net.Server;
 let port = 0;
