@@ -56,6 +56,8 @@ export interface FieldBlock {
   headers: IncomingHttpHeaders;
   /** -1 when there is no content-length. */
   contentLength: number;
+  /** How many content-length fields there were (repeats must agree; a request server may refuse any). */
+  contentLengthFields: number;
   /** A transfer-encoding header is present. */
   hasTe: boolean;
   /** Its last coding is `chunked` (only the last one decides the framing, RFC 9112 §6.3). */
@@ -76,6 +78,7 @@ export function parseFieldBlock(
 ): FieldBlock {
   const headers: IncomingHttpHeaders = {};
   let contentLength = -1;
+  let contentLengthFields = 0;
   let chunked = false;
   let hasTe = false;
   let connection = '';
@@ -97,6 +100,7 @@ export function parseFieldBlock(
       if (contentLength >= 0 && n !== contentLength)
         throw new H1ProtocolError('INVALID_CONTENT_LENGTH', 'conflicting content-length headers');
       contentLength = n;
+      contentLengthFields++;
     } else if (name === 'transfer-encoding') {
       hasTe = true;
       const last = value
@@ -109,7 +113,7 @@ export function parseFieldBlock(
     }
     addHeader(headers, name, value);
   }
-  return { headers, contentLength, hasTe, chunked, connection };
+  return { headers, contentLength, contentLengthFields, hasTe, chunked, connection };
 }
 
 function parseLength(value: string, side: 'request' | 'response'): number {
@@ -167,15 +171,14 @@ export function hasToken(list: string, token: string): boolean {
 
 /** Node's IncomingMessage rules for repeated headers. */
 export function addHeader(headers: IncomingHttpHeaders, name: string, value: string): void {
-  const current = headers[name];
-  if (current === undefined) {
-    headers[name] = name === 'set-cookie' ? [value] : value;
-    return;
-  }
-  if (name === 'set-cookie') {
+  // By type, not by presence: a header named after an Object.prototype member ("constructor") finds a
+  // function here, which is not a value to join onto.
+  const current: unknown = headers[name];
+  if (typeof current === 'string') {
+    if (!SINGLE.has(name)) headers[name] = `${current}${name === 'cookie' ? '; ' : ', '}${value}`;
+  } else if (Array.isArray(current)) {
     (current as string[]).push(value);
-    return;
+  } else {
+    headers[name] = name === 'set-cookie' ? [value] : value;
   }
-  if (SINGLE.has(name)) return;
-  headers[name] = `${current as string}${name === 'cookie' ? '; ' : ', '}${value}`;
 }

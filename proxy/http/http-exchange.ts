@@ -327,7 +327,8 @@ function requestHasBody(req: DownstreamRequest): boolean {
   const h = req.headers;
   if (h['transfer-encoding'] !== undefined) return true;
   const cl = h['content-length'];
-  return cl !== undefined && cl !== '0';
+  // Digits only by now (both parsers check); "00" is no body either.
+  return cl !== undefined && Number(cl) !== 0;
 }
 
 function onRequestData(this: DownstreamRequest & Tagged, chunk: Buffer): void {

@@ -94,7 +94,7 @@ export class LeanH1Connection implements BodySource, ResponseSink {
   #bodyEnded(req: LeanRequest): void {
     req.endBody();
     // The response went out before the body had all arrived: now the connection is free.
-    if (this.#res === undefined) this.#becomeIdle();
+    if (this.#res === undefined && !this.#closing) this.#becomeIdle();
   }
 
   /** Starts the next request in the buffer, or hands the connection over when it is not one to take. */
@@ -134,27 +134,28 @@ export class LeanH1Connection implements BodySource, ResponseSink {
   responseDone(res: LeanResponse): void {
     if (res !== this.#res) return;
     this.#res = undefined;
+    const req = this.#req;
+    // As Node does: a body nobody reads is read and dropped (a reader still listening drops it itself).
+    if (req !== undefined && req.listenerCount('data') === 0) req.dump();
     if (!res.shouldKeepAlive || this.#closing) {
       this.#closing = true;
-      this.socket.end();
+      endThenDestroy(this.socket);
       return;
     }
-    const req = this.#req;
-    if (req !== undefined && this.#bodyLeft > 0) {
-      // As Node does: the rest of a body nobody will read is read and dropped, then the next request.
-      req.removeAllListeners('data');
-      req.resume();
-      return;
-    }
-    this.#becomeIdle();
+    // The next request waits for the end of this one's body.
+    if (this.#bodyLeft === 0) this.#becomeIdle();
   }
 
   #becomeIdle(): void {
     this.#req = undefined;
+    if (this.#closing) {
+      this.socket.destroy();
+      return;
+    }
     this.deadline = performance.now() + this.#owner.limits.keepAliveTimeoutMs;
-    if (this.#pausedForPipeline) {
-      this.#pausedForPipeline = false;
-      this.#resumeIfFree();
+    if (this.#pausedForBody || this.#pausedForPipeline) {
+      this.#pausedForBody = this.#pausedForPipeline = false;
+      this.socket.resume();
     }
     if (this.#unread !== undefined && !this.#nextScheduled) {
       // Not from inside the previous exchange's end(): its bookkeeping finishes first.
@@ -166,7 +167,9 @@ export class LeanH1Connection implements BodySource, ResponseSink {
     }
   }
 
-  bodyQueued(bytes: number): void {
+  bodyQueued(req: LeanRequest, bytes: number): void {
+    // A request that is no longer the current one has no say over the socket.
+    if (req !== this.#req) return;
     if (bytes > BODY_QUEUE_LIMIT) {
       if (!this.#pausedForBody) {
         this.#pausedForBody = true;
@@ -230,6 +233,17 @@ function onSocketDrain(this: Tagged): void {
 
 function onSocketClose(this: Tagged): void {
   this[kConnection]?.onClose();
+}
+
+/** Node's destroySoon: the response is flushed, then the connection goes, whatever the client still sends. */
+function endThenDestroy(socket: Socket): void {
+  socket.end();
+  if (socket.writableFinished) socket.destroy();
+  else socket.once('finish', destroyAfterFinish);
+}
+
+function destroyAfterFinish(this: Socket): void {
+  this.destroy();
 }
 
 /** A reset or a write after the peer left: 'close' follows, which is where the connection is cleaned up. */

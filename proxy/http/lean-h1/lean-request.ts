@@ -14,8 +14,8 @@ import type { SimpleRequestHead } from './request-head.js';
 
 /** What the request needs from its connection. */
 export interface BodySource {
-  /** The request holds this many body bytes nobody has read yet. */
-  bodyQueued(bytes: number): void;
+  /** `req` holds this many body bytes nobody has read yet. */
+  bodyQueued(req: LeanRequest, bytes: number): void;
 }
 
 /** Queued body bytes beyond which the connection stops reading. */
@@ -47,6 +47,8 @@ export class LeanRequest extends EventEmitter {
     this.headers = head.headers;
     this.socket = socket;
     this.complete = head.contentLength === 0;
+    // A zero length still ends: a reader that listens (content-length: 00 is a body to some) gets 'end'.
+    this.#endPending = this.complete;
     this.#source = source;
   }
 
@@ -83,7 +85,7 @@ export class LeanRequest extends EventEmitter {
       this.#flushScheduled = true;
       process.nextTick(flushRequest, this);
     }
-    this.#source.bodyQueued(this.#queued);
+    this.#source.bodyQueued(this, this.#queued);
     return this;
   }
 
@@ -100,7 +102,18 @@ export class LeanRequest extends EventEmitter {
       this.#endPending = false;
       this.emit('end');
     }
-    this.#source.bodyQueued(this.#queued);
+    this.#source.bodyQueued(this, this.#queued);
+  }
+
+  /** Nobody will read the body: what is held and what is still to come is dropped, as Node's _dump() does. */
+  dump(): void {
+    if (this.complete && this.#queued === 0) {
+      // Nothing held, nothing to come (the usual request without a body): no tick to spend.
+      this.#endPending = false;
+      return;
+    }
+    this.removeAllListeners('data');
+    this.resume();
   }
 
   /** Body bytes from the connection. */
@@ -112,7 +125,7 @@ export class LeanRequest extends EventEmitter {
     }
     (this.#queue ??= []).push(chunk);
     this.#queued += chunk.length;
-    this.#source.bodyQueued(this.#queued);
+    this.#source.bodyQueued(this, this.#queued);
   }
 
   /** The last body byte arrived. */

@@ -75,6 +75,9 @@ export class LeanResponse extends EventEmitter {
   writeHead(status: number, headers?: OutgoingHttpHeaders): this {
     if (this.headersSent) throw new H1ProtocolError('HEADERS_SENT', 'the response head was already written');
     this.statusCode = status;
+    // Decided afresh: a writeHead that threw (bad header) may be followed by another for a local reply.
+    this.#chunked = false;
+    let givenCoding = false;
     let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n`;
     let length = false;
     let date = false;
@@ -89,8 +92,12 @@ export class LeanResponse extends EventEmitter {
           : '';
       if (lower === 'content-length') length = true;
       else if (lower === 'date') date = true;
-      else if (lower === 'transfer-encoding') this.#chunked = true;
-      else if (lower === 'connection') {
+      else if (lower === 'transfer-encoding') {
+        // Only the last coding frames the body (RFC 9112 §6.1); any other coding runs until the close.
+        givenCoding = true;
+        const codings = String(value).toLowerCase();
+        this.#chunked = codings.slice(codings.lastIndexOf(',') + 1).trim() === 'chunked';
+      } else if (lower === 'connection') {
         connectionGiven = true;
         if (String(value).toLowerCase().includes('close')) this.shouldKeepAlive = false;
       }
@@ -99,11 +106,14 @@ export class LeanResponse extends EventEmitter {
     }
     this.#bodyless = this.#headRequest || status < 200 || status === 204 || status === 304;
     if (!date) head += `Date: ${httpDate()}\r\n`;
-    if (!connectionGiven) head += this.shouldKeepAlive ? this.#keepAliveHeader : 'Connection: close\r\n';
+    let addChunked = false;
     if (!this.#bodyless && !length && !this.#chunked) {
-      this.#chunked = true;
-      head += 'Transfer-Encoding: chunked\r\n';
+      if (givenCoding) this.shouldKeepAlive = false;
+      else addChunked = this.#chunked = true;
     }
+    // Node's order: Date, Connection (and Keep-Alive), Transfer-Encoding.
+    if (!connectionGiven) head += this.shouldKeepAlive ? this.#keepAliveHeader : 'Connection: close\r\n';
+    if (addChunked) head += 'Transfer-Encoding: chunked\r\n';
     this.#pendingHead = head + '\r\n';
     this.headersSent = true;
     return this;
@@ -113,7 +123,8 @@ export class LeanResponse extends EventEmitter {
     for (const name in trailers) {
       if (!TOKEN.test(name)) throw new H1ProtocolError('INVALID_TRAILER', `invalid trailer name ${name}`);
       const value = trailers[name];
-      if (typeof value === 'string' && INVALID_VALUE.test(value))
+      const values = Array.isArray(value) ? value : [String(value)];
+      if (values.some((v) => INVALID_VALUE.test(v)))
         throw new H1ProtocolError('INVALID_TRAILER', `invalid characters in trailer ${name}`);
     }
     this.#trailers = { ...this.#trailers, ...trailers };
@@ -195,7 +206,8 @@ export class LeanResponse extends EventEmitter {
     socket.cork();
     if (prefix !== '') socket.write(prefix, 'latin1');
     let ok = socket.write(body);
-    if (suffix !== undefined) ok = socket.write(suffix);
+    if (suffix !== undefined)
+      ok = typeof suffix === 'string' ? socket.write(suffix, 'latin1') : socket.write(suffix);
     socket.uncork();
     return ok;
   }

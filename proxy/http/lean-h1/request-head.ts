@@ -56,6 +56,8 @@ export function parseSimpleRequestHead(text: string): SimpleRequestHead | undefi
   const { headers, connection } = fields;
   if (
     fields.hasTe ||
+    // Node refuses a repeated content-length even when the values agree: so does it here, by handing it over.
+    fields.contentLengthFields > 1 ||
     headers.host === undefined ||
     headers.expect !== undefined ||
     headers.upgrade !== undefined ||
