@@ -22,6 +22,8 @@ import { parseSimpleRequestHead } from './request-head.js';
 /** What a connection needs from the server that accepted it. */
 export interface ConnectionOwner {
   readonly limits: HttpServerLimits;
+  /** The response lines of a keep-alive answer under these limits (see keepAliveLines). */
+  readonly keepAliveLines: string;
   onRequest(req: LeanRequest, res: LeanResponse): void;
   /** The socket, and the bytes read but not used, go to `node:http` for the rest of the connection. */
   handOver(socket: Socket, unread: Buffer | undefined): void;
@@ -112,12 +114,7 @@ export class LeanH1Connection implements BodySource, ResponseSink {
     }
     this.#unread = end === buf.length ? undefined : buf.subarray(end);
     const req = new LeanRequest(head, this.socket, this);
-    const res = new LeanResponse(
-      this,
-      head.method === 'HEAD',
-      !head.close,
-      this.#owner.limits.keepAliveTimeoutMs,
-    );
+    const res = new LeanResponse(this, head.method === 'HEAD', !head.close, this.#owner.keepAliveLines);
     this.#req = req;
     this.#res = res;
     this.deadline = Infinity;

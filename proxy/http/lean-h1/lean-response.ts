@@ -22,10 +22,8 @@ export interface ResponseSink {
 
 /** Bodies up to this size are copied behind the head into one buffer; larger ones go out as a second chunk of one writev. */
 const COALESCE_LIMIT = 16 * 1024;
-const LAST_CHUNK = Buffer.from('0\r\n\r\n', 'latin1');
 /** Node's rule for header values: no control characters but tab, nothing beyond latin1 (the head is written as latin1). */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const CRLF = Buffer.from('\r\n', 'latin1');
 
 let dateSecond = 0;
 let dateText = '';
@@ -39,6 +37,11 @@ function httpDate(): string {
     dateText = new Date(now).toUTCString();
   }
   return dateText;
+}
+
+/** Node's keep-alive lines for a server with this idle timeout (made once per server, not per response). */
+export function keepAliveLines(keepAliveTimeoutMs: number): string {
+  return `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeoutMs / 1000)}\r\n`;
 }
 
 export class LeanResponse extends EventEmitter {
@@ -59,12 +62,13 @@ export class LeanResponse extends EventEmitter {
   #pendingHead: string | undefined;
   #trailers: OutgoingHttpHeaders | undefined;
 
-  constructor(sink: ResponseSink, headRequest: boolean, keepAlive: boolean, keepAliveTimeoutMs: number) {
+  /** `keepAliveHeader`: the server's keepAliveLines(). */
+  constructor(sink: ResponseSink, headRequest: boolean, keepAlive: boolean, keepAliveHeader: string) {
     super();
     this.#sink = sink;
     this.#headRequest = headRequest;
     this.shouldKeepAlive = keepAlive;
-    this.#keepAliveHeader = `Connection: keep-alive\r\nKeep-Alive: timeout=${Math.floor(keepAliveTimeoutMs / 1000)}\r\n`;
+    this.#keepAliveHeader = keepAliveHeader;
   }
 
   /**
@@ -184,39 +188,33 @@ export class LeanResponse extends EventEmitter {
     const socket = this.#sink.socket;
     let prefix = this.#pendingHead ?? '';
     this.#pendingHead = undefined;
-    let suffix: Buffer | string | undefined;
+    // Framing around the body, all latin1 text like the head.
+    let suffix = '';
     if (this.#chunked) {
       if (body !== undefined) prefix += `${body.length.toString(16)}\r\n`;
-      suffix = last ? this.#lastChunk(body !== undefined) : body === undefined ? undefined : CRLF;
+      suffix = last ? this.#lastChunk(body !== undefined) : body === undefined ? '' : '\r\n';
     }
-    if (body === undefined) {
-      const tail = typeof suffix === 'string' ? suffix : (suffix?.toString('latin1') ?? '');
-      return socket.write(prefix + tail, 'latin1');
-    }
-    const suffixBytes = suffix === undefined ? 0 : typeof suffix === 'string' ? suffix.length : suffix.length;
+    if (body === undefined) return socket.write(prefix + suffix, 'latin1');
     if (body.length <= COALESCE_LIMIT) {
-      const out = Buffer.allocUnsafe(prefix.length + body.length + suffixBytes);
+      const out = Buffer.allocUnsafe(prefix.length + body.length + suffix.length);
       out.write(prefix, 0, 'latin1');
       body.copy(out, prefix.length);
-      if (typeof suffix === 'string') out.write(suffix, prefix.length + body.length, 'latin1');
-      else if (suffix !== undefined) suffix.copy(out, prefix.length + body.length);
+      if (suffix !== '') out.write(suffix, prefix.length + body.length, 'latin1');
       return socket.write(out);
     }
     // The last write's answer is the one that matters: 'drain' follows only a write that returned false.
     socket.cork();
     if (prefix !== '') socket.write(prefix, 'latin1');
     let ok = socket.write(body);
-    if (suffix !== undefined)
-      ok = typeof suffix === 'string' ? socket.write(suffix, 'latin1') : socket.write(suffix);
+    if (suffix !== '') ok = socket.write(suffix, 'latin1');
     socket.uncork();
     return ok;
   }
 
   /** The end of a chunked body: the CRLF after the last data chunk, the zero chunk, trailers. */
-  #lastChunk(afterData: boolean): Buffer | string {
-    const trailers = this.#trailers;
-    if (trailers === undefined) return afterData ? '\r\n0\r\n\r\n' : LAST_CHUNK;
+  #lastChunk(afterData: boolean): string {
     let text = afterData ? '\r\n0\r\n' : '0\r\n';
+    const trailers = this.#trailers;
     for (const name in trailers) {
       const value = trailers[name];
       if (value === undefined) continue;

@@ -13,7 +13,7 @@ import type { Socket } from 'node:net';
 import type { HttpServerLimits } from '../http-servers.js';
 import { LeanH1Connection, type ConnectionOwner } from './lean-connection.js';
 import type { LeanRequest } from './lean-request.js';
-import type { LeanResponse } from './lean-response.js';
+import { keepAliveLines, type LeanResponse } from './lean-response.js';
 
 export interface LeanH1Handlers {
   onRequest(req: LeanRequest, res: LeanResponse): void;
@@ -23,12 +23,14 @@ export interface LeanH1Handlers {
 
 export class LeanH1Server implements ConnectionOwner {
   readonly limits: HttpServerLimits;
+  readonly keepAliveLines: string;
   readonly #handlers: LeanH1Handlers;
   readonly #connections = new Set<LeanH1Connection>();
   #sweep: NodeJS.Timeout | undefined;
 
   constructor(limits: HttpServerLimits, handlers: LeanH1Handlers) {
     this.limits = limits;
+    this.keepAliveLines = keepAliveLines(limits.keepAliveTimeoutMs);
     this.#handlers = handlers;
   }
 
