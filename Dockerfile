@@ -43,8 +43,9 @@ COPY core/proto ./core/proto
 # Served by global-cp's dashboard from <package root>/global-cp/dashboard/assets.
 COPY global-cp/dashboard/assets ./global-cp/dashboard/assets
 COPY deploy/scripts/cert-bootstrap.sh /usr/local/bin/meshfed-cert-bootstrap
-RUN chmod 0755 dist/cli/main.js /usr/local/bin/meshfed-cert-bootstrap \
+RUN chmod 0755 dist/cli/main.js dist/cli/proxy-main.js /usr/local/bin/meshfed-cert-bootstrap \
   && ln -s /opt/meshfed/dist/cli/main.js /usr/local/bin/meshfed \
+  && ln -s /opt/meshfed/dist/cli/proxy-main.js /usr/local/bin/meshfed-proxy \
   && mkdir -p /var/lib/meshfed \
   && chown 10001:10001 /var/lib/meshfed
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.

@@ -3,12 +3,14 @@
  * machine, against the same app (single-process nginx `return 200`):
  *   direct:  load generator → app
  *   meshfed: load generator → client proxy → mTLS → server proxy → app
- *            (two `meshfed proxy` processes from the built CLI)
+ *            (two `meshfed-proxy` processes, the lean sidecar entry)
  *   nginx:   the same chain built from two single-process nginx with mTLS
  * At a fixed 1,000 rps (an open-loop generator, support/fixed-rate-client) it measures p50/p90/p99 and the
  * latency each chain adds over direct, and CPU seconds per 1,000 requests
- * of each proxy; at saturation (wrk) the maximum rps and proxy RSS. Idle
- * RSS is taken after start-up and a few requests, then how many times a
+ * of each proxy; at saturation (wrk) the maximum rps and proxy RSS, and the
+ * RSS's anonymous part (the process's own memory; the rest is executable
+ * pages shared by every process of the binary). Idle RSS is taken after
+ * start-up and a few requests, then how many times a
  * second each idle proxy wakes (its main thread's context switches over
  * 3 s). Medians over rounds.
  * Before anything starts, one spinning probe per CPU measures how often the
@@ -41,7 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
 import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
 import { createTestMesh, zoneCpServerCredentials } from '../test/common/pki-fixtures.js';
-import { addedPercentiles, median, round, rssMiB, splitNodeArgs } from './support/load.js';
+import { addedPercentiles, anonMiB, median, round, rssMiB, splitNodeArgs } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { measureHostStalls } from './support/host-stalls.js';
 import {
@@ -211,6 +213,8 @@ interface ChainFigures {
   cpuFixed: number[][];
   cpuSaturation: number[][];
   rssLoad: number[][];
+  /** Per proxy: the peak of the RSS's anonymous part at saturation (support/load.ts anonMiB). */
+  anonLoad: number[][];
 }
 
 async function measure(
@@ -233,16 +237,20 @@ async function measure(
   );
   await new Promise((resolve) => setTimeout(resolve, 500));
   const before2 = pids.map(cpuSeconds);
-  const { result: sat, peaks } = await peakRss(pids, rssMiB, () => wrk(url, host, SECONDS, CONNECTIONS));
+  const {
+    result: { result: sat, peaks },
+    peaks: anonPeaks,
+  } = await peakRss(pids, anonMiB, () => peakRss(pids, rssMiB, () => wrk(url, host, SECONDS, CONNECTIONS)));
   const after2 = pids.map(cpuSeconds);
   figures.saturation.push(sat);
   figures.cpuSaturation.push(
     pids.map((_, i) => (((after2[i] ?? 0) - (before2[i] ?? 0)) / Math.max(1, sat.requests)) * 1000),
   );
   figures.rssLoad.push(peaks);
+  figures.anonLoad.push(anonPeaks);
   process.stderr.write(
     `${name}: fixed ${round(fixed.rps, 0)} rps p50 ${round(fixed.p50, 3)} p90 ${round(fixed.p90, 3)} p99 ${round(fixed.p99, 3)} ms (errors ${fixed.errors}); ` +
-      `saturation ${round(sat.rps, 0)} rps (errors ${sat.errors}); RSS ${peaks.join('/')} MiB\n`,
+      `saturation ${round(sat.rps, 0)} rps (errors ${sat.errors}); RSS ${peaks.join('/')} MiB (anonymous ${anonPeaks.join('/')})\n`,
   );
 }
 
@@ -447,6 +455,11 @@ async function main(): Promise<void> {
       baseline: proxyPids.baseline.map(rssMiB),
       nginx: proxyPids.nginx.map(rssMiB),
     };
+    const anonIdle = {
+      meshfed: proxyPids.meshfed.map(anonMiB),
+      baseline: proxyPids.baseline.map(anonMiB),
+      nginx: proxyPids.nginx.map(anonMiB),
+    };
     // What an idle proxy costs the node it runs on: its wake-ups, all proxies in one quiet window.
     const wakeups = await idleWakeupsPerSecond([
       ...proxyPids.meshfed,
@@ -463,7 +476,14 @@ async function main(): Promise<void> {
 
     const figures: Record<string, ChainFigures> = {};
     for (const t of targets)
-      figures[t.name] = { fixed: [], saturation: [], cpuFixed: [], cpuSaturation: [], rssLoad: [] };
+      figures[t.name] = {
+        fixed: [],
+        saturation: [],
+        cpuFixed: [],
+        cpuSaturation: [],
+        rssLoad: [],
+        anonLoad: [],
+      };
     for (let r = 0; r < ROUNDS; r++) {
       for (const t of targets) {
         const f = figures[t.name];
@@ -486,6 +506,7 @@ async function main(): Promise<void> {
       f: ChainFigures,
       idle: number[],
       wakeupsPerSecond: number[],
+      anonIdle: number[],
     ): Record<string, unknown> => ({
       p50Ms: round(medianOf(f.fixed, 'p50'), 3),
       p90Ms: round(medianOf(f.fixed, 'p90'), 3),
@@ -508,6 +529,9 @@ async function main(): Promise<void> {
       rssIdleMiB: { client: idle[0], server: idle[1] },
       idleWakeupsPerSecond: { client: wakeupsPerSecond[0], server: wakeupsPerSecond[1] },
       rssLoadMiB: { client: perProxy(f.rssLoad, 0), server: perProxy(f.rssLoad, 1) },
+      // Of those, the process's own (anonymous) memory; the rest is shared executable pages.
+      anonIdleMiB: { client: anonIdle[0], server: anonIdle[1] },
+      anonLoadMiB: { client: perProxy(f.anonLoad, 0), server: perProxy(f.anonLoad, 1) },
       name,
     });
     const meshfed = chainFigures(
@@ -515,8 +539,15 @@ async function main(): Promise<void> {
       figures.meshfed as ChainFigures,
       rssIdle.meshfed,
       idleWakeups.meshfed,
+      anonIdle.meshfed,
     );
-    const nginx = chainFigures('nginx', figures.nginx as ChainFigures, rssIdle.nginx, idleWakeups.nginx);
+    const nginx = chainFigures(
+      'nginx',
+      figures.nginx as ChainFigures,
+      rssIdle.nginx,
+      idleWakeups.nginx,
+      anonIdle.nginx,
+    );
     const saturationRatio = round((meshfed.maxRps as number) / (nginx.maxRps as number), 3);
     const cpu = meshfed.cpuSecondsPer1kRequests as { client: number; server: number };
     const rssLoad = meshfed.rssLoadMiB as { client: number; server: number };
@@ -552,6 +583,7 @@ async function main(): Promise<void> {
                 figures.baseline as ChainFigures,
                 rssIdle.baseline,
                 idleWakeups.baseline,
+                anonIdle.baseline,
               ),
             },
           }),

@@ -4,7 +4,6 @@
  * users report the line, and developers ask for the trace.
  */
 
-import { CommanderError } from 'commander';
 import { ErrorCodes, MeshError, type ErrorCode } from '../core/errors.js';
 
 /** Exit status of every failed command. */
@@ -18,13 +17,23 @@ export function isErrorCode(code: unknown): code is ErrorCode {
 }
 
 /**
+ * Commander's usage errors, told by their documented `commander.*` codes
+ * rather than by class, so that this module (loaded by the lean sidecar
+ * entry too) does not load commander.
+ */
+function isCommanderError(err: unknown): err is Error {
+  const code = (err as { code?: unknown } | null)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('commander.');
+}
+
+/**
  * Turn anything thrown into a MeshError. Commander's own usage errors become
  * INVALID_ARGUMENT without their `error: ` prefix; anything else is INTERNAL,
  * because an unexpected exception in the CLI is a bug.
  */
 export function toMeshError(err: unknown): MeshError {
   if (err instanceof MeshError) return err;
-  if (err instanceof CommanderError) {
+  if (isCommanderError(err)) {
     return new MeshError(ErrorCodes.INVALID_ARGUMENT, err.message.replace(/^error:\s*/i, ''), { cause: err });
   }
   if (err instanceof Error) {

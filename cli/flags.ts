@@ -1,61 +1,46 @@
 /**
- * Value parsers for commander options. Each throws commander's
- * InvalidArgumentError, so the message names the flag (or the environment
- * variable the value came from) before anything starts.
+ * Value parsers for commander options: those of cli/flag-values.ts, whose
+ * refusal becomes commander's InvalidArgumentError so that the message names
+ * the flag (or the environment variable the value came from) before anything
+ * starts; and the store URL, which needs the store registry.
  */
 
 import { InvalidArgumentError } from 'commander';
 import { supportedStoreSchemes } from '../core/store/store-registry.js';
+import * as values from './flag-values.js';
 
-/** A TCP port, 0 (pick a free one) to 65535. */
-export function parsePort(value: string): number {
-  const trimmed = value.trim();
-  if (!/^\d+$/.test(trimmed)) throw new InvalidArgumentError('a port is an integer from 0 to 65535.');
-  const port = Number(trimmed);
-  if (port > 65535) throw new InvalidArgumentError('a port is an integer from 0 to 65535.');
-  return port;
-}
-
-const byteUnits: Record<string, number> = {
-  '': 1,
-  b: 1,
-  k: 1000,
-  kb: 1000,
-  ki: 1024,
-  kib: 1024,
-  m: 1000 ** 2,
-  mb: 1000 ** 2,
-  mi: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1000 ** 3,
-  gb: 1000 ** 3,
-  gi: 1024 ** 3,
-  gib: 1024 ** 3,
-};
-
-/** An integer in [min, max]: worker counts, queue bounds, batch sizes. */
-export function integerIn(min: number, max: number): (value: string) => number {
-  return (value: string): number => {
-    const trimmed = value.trim();
-    const n = /^\d+$/.test(trimmed) ? Number(trimmed) : Number.NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new InvalidArgumentError(`expected an integer from ${min} to ${max}.`);
+/** `parse` as a commander argParser: a FlagValueError becomes commander's InvalidArgumentError. */
+export function forCommander<T, P = undefined>(
+  parse: (value: string, previous?: P) => T,
+): (value: string, previous?: P) => T {
+  return (value, previous) => {
+    try {
+      return parse(value, previous);
+    } catch (err) {
+      if (err instanceof values.FlagValueError) throw new InvalidArgumentError(err.message);
+      throw err;
     }
-    return n;
   };
 }
 
+/** A TCP port, 0 (pick a free one) to 65535. */
+export const parsePort: (value: string) => number = forCommander(values.parsePort);
+
+/** A dialable `host:port` (IPv6 in brackets). */
+export const parseHostPort: (value: string) => string = forCommander(values.parseHostPort);
+
 /** A positive byte count: `4194304`, `4Mi`, `512KiB`. */
-export function parseByteSize(value: string): number {
-  const match = /^(\d+)\s*([a-zA-Z]*)$/.exec(value.trim());
-  const unit = byteUnits[(match?.[2] ?? '').toLowerCase()];
-  if (!match || unit === undefined) {
-    throw new InvalidArgumentError('expected a byte count such as 4194304 or 4Mi.');
-  }
-  const bytes = Number(match[1]) * unit;
-  if (!Number.isSafeInteger(bytes) || bytes < 1)
-    throw new InvalidArgumentError('expected a positive byte count.');
-  return bytes;
+export const parseByteSize: (value: string) => number = forCommander(values.parseByteSize);
+
+/** A host name or IP address to bind to. */
+export const parseHost: (value: string) => string = forCommander(values.parseHost);
+
+/** A trust domain: a DNS-like name, no scheme, no path. */
+export const parseTrustDomain: (value: string) => string = forCommander(values.parseTrustDomain);
+
+/** An integer in [min, max]: worker counts, queue bounds, batch sizes. */
+export function integerIn(min: number, max: number): (value: string) => number {
+  return forCommander(values.integerIn(min, max));
 }
 
 /** A store URL: memory://, file:///abs/dir, redis://host:port/db. */
@@ -76,21 +61,4 @@ export function parseStoreUrl(value: string): string {
     );
   }
   return value;
-}
-
-/** A host name or IP address to bind to. */
-export function parseHost(value: string): string {
-  const trimmed = value.trim();
-  if (!trimmed || /[\s/]/.test(trimmed))
-    throw new InvalidArgumentError('expected a host name or IP address.');
-  return trimmed;
-}
-
-/** A trust domain: a DNS-like name, no scheme, no path. */
-export function parseTrustDomain(value: string): string {
-  const trimmed = value.trim().toLowerCase();
-  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(trimmed)) {
-    throw new InvalidArgumentError('expected a DNS-like name such as cluster.local.');
-  }
-  return trimmed;
 }

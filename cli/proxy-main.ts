@@ -1,32 +1,29 @@
 #!/usr/bin/env node
 /**
  * `meshfed-proxy [flags]`: the sidecar on its own, the same flags and
- * environment variables as `meshfed proxy`, without loading the rest of the
- * CLI (every other command group, and what they import). A sidecar runs next
- * to every workload, so the megabytes those modules hold are paid once per
- * pod; the full `meshfed proxy` stays for convenience.
+ * environment variables as `meshfed proxy` (one table, commands/proxy-flags.ts),
+ * without the rest of the CLI: not the other command groups and what they
+ * import, and not commander, whose parser alone held 1.5 MiB of a sidecar's
+ * resident memory (node:util's parseArgs, through cli/flag-table.ts, does the
+ * same here). A sidecar runs next to every workload, so those megabytes are
+ * paid once per pod; the webhook injects this entry.
  */
 
-import { Command, CommanderError } from 'commander';
-import { registerProxyCommand } from './commands/proxy.js';
+import { formatHelp, parseFlags } from './flag-table.js';
+import { PROXY_DESCRIPTION, PROXY_FLAGS, runProxy, type ProxyFlags } from './commands/proxy-flags.js';
 import { failAndExit } from './exit.js';
 
-async function main(argv: string[]): Promise<void> {
-  // Errors are printed once, by failAndExit, as the full CLI does.
-  const program = new Command('meshfed-proxy')
-    .exitOverride()
-    .configureOutput({ outputError: () => undefined })
-    .showSuggestionAfterError(true);
-  registerProxyCommand(program);
+async function main(args: string[]): Promise<void> {
   try {
-    // The one command is implied: `meshfed-proxy --workload x` is `meshfed proxy --workload x`.
-    await program.parseAsync([...argv.slice(0, 2), 'proxy', ...argv.slice(2)]);
-  } catch (err) {
-    if (err instanceof CommanderError && (err.exitCode === 0 || err.code === 'commander.help')) {
-      process.exit(err.exitCode);
+    const parsed = parseFlags(PROXY_FLAGS, args);
+    if (parsed.help) {
+      process.stdout.write(formatHelp('meshfed-proxy [options]', PROXY_DESCRIPTION, PROXY_FLAGS));
+      return;
     }
+    await runProxy(parsed.values as ProxyFlags);
+  } catch (err) {
     failAndExit(err);
   }
 }
 
-await main(process.argv);
+await main(process.argv.slice(2));

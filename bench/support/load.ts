@@ -97,15 +97,30 @@ export function addedPercentiles(values: readonly number[]): {
   };
 }
 
-/** Resident set size of a process in MiB, from /proc (Linux). */
-export function rssMiB(pid: number): number {
+/** A `<field>: <n> kB` line of /proc/<pid>/status in MiB (Linux); NaN once the process is gone. */
+function statusMiB(pid: number, field: string): number {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+    const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
     return Math.round((kb / 1024) * 10) / 10;
   } catch {
     return NaN;
   }
+}
+
+/** Resident set size of a process in MiB. */
+export function rssMiB(pid: number): number {
+  return statusMiB(pid, 'VmRSS');
+}
+
+/**
+ * The anonymous part of the resident set (heap, stacks, malloc), in MiB: what
+ * one more copy of the process adds to a node. The rest of the RSS is the
+ * executable's and libraries' pages, which every process of the same binary
+ * shares through the page cache.
+ */
+export function anonMiB(pid: number): number {
+  return statusMiB(pid, 'RssAnon');
 }
 
 export function round(value: number, digits = 1): number {

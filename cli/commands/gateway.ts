@@ -5,13 +5,13 @@
  * gateway, from `--snapshot-file`. SIGTERM/SIGINT drain gracefully.
  */
 
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { parseDuration } from '../../core/resource/duration.js';
 import type { GatewayLimits, GatewayOptions } from '../../eastwest-gateway/index.js';
-import { parseByteSize, parseHost, parsePort } from '../flags.js';
+import { readFlagFile } from '../flag-values.js';
+import { parseByteSize, parseHost, parseHostPort, parsePort } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
 
 interface GatewayFlags {
@@ -56,22 +56,6 @@ function parseCount(value: string): number {
   return Number(trimmed);
 }
 
-function parseAddress(value: string): string {
-  const trimmed = value.trim();
-  if (!/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/.test(trimmed)) {
-    throw new InvalidArgumentError('expected host:port, e.g. 10.0.0.5:5678.');
-  }
-  return trimmed;
-}
-
-function readFile(file: string, flag: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new MeshError(ErrorCodes.CONFIG, `${flag} ${file}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
 /** Map parsed flags to GatewayOptions, leaving unset ones to the gateway's defaults. */
 export function gatewayOptionsFrom(flags: GatewayFlags): GatewayOptions {
   const mdsFlags = [flags.mdsAddress, flags.mdsCaFile, flags.mdsTokenFile];
@@ -97,13 +81,13 @@ export function gatewayOptionsFrom(flags: GatewayFlags): GatewayOptions {
   if (flags.mdsAddress !== undefined && flags.mdsCaFile !== undefined && flags.mdsTokenFile !== undefined) {
     options.mds = {
       address: flags.mdsAddress,
-      caPem: readFile(flags.mdsCaFile, '--mds-ca-file'),
+      caPem: readFlagFile(flags.mdsCaFile, '--mds-ca-file'),
       tokenFile: flags.mdsTokenFile,
       ...(flags.proxyId === undefined ? {} : { proxyId: flags.proxyId }),
     };
   }
   if (flags.snapshotFile !== undefined) {
-    const text = readFile(flags.snapshotFile, '--snapshot-file');
+    const text = readFlagFile(flags.snapshotFile, '--snapshot-file');
     try {
       options.snapshot = JSON.parse(text);
     } catch (err) {
@@ -162,7 +146,7 @@ export function registerGatewayCommand(program: Command): void {
     )
     .addOption(
       opt('--mds-address <host:port>', "the zone CP's MDS address", 'MESHFED_GATEWAY_MDS_ADDRESS').argParser(
-        parseAddress,
+        parseHostPort,
       ),
     )
     .addOption(

@@ -111,10 +111,14 @@ export async function startNetnsDemo(
   });
 
   const meshfed = (zone: TopologyZone, label: string, args: string[]): ZoneProcess => {
-    const child = topology.spawn(zone.name, process.execPath, [ctx.cliMain, ...args], {
+    // Sidecars run as deployed: the lean entry (meshfed-proxy) with the sidecar's V8 flags; nothing else inherits ours.
+    const sidecar = args[0] === 'proxy';
+    const entry = sidecar
+      ? [path.join(path.dirname(ctx.cliMain), 'proxy-main.js'), ...args.slice(1)]
+      : [ctx.cliMain, ...args];
+    const child = topology.spawn(zone.name, process.execPath, entry, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      // Sidecars run with their deployed V8 flags; nothing else inherits ours.
-      env: { ...process.env, NODE_OPTIONS: args[0] === 'proxy' ? SIDECAR_NODE_OPTIONS : '' },
+      env: { ...process.env, NODE_OPTIONS: sidecar ? SIDECAR_NODE_OPTIONS : '' },
     });
     const log = createWriteStream(path.join(logsDir, `${label}.log`), { flags: 'a' });
     let tail = '';

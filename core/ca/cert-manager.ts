@@ -9,9 +9,9 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { generateKeyPair } from '../pki/ca.js';
 import { ErrorCodes, MeshError, isMeshError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { generateP256KeyPair } from '../pki/keygen.js';
 import { requestCertificate, type IssuedCertificate } from './ca-client.js';
 import type { ZoneCredential } from './zone-channel.js';
 
@@ -116,7 +116,7 @@ export class CertificateManager extends EventEmitter {
   }
 
   async #renew(): Promise<CurrentCertificate> {
-    const { privateKey, publicKey } = generateKeyPair();
+    const { privateKey, publicKey } = generateP256KeyPair();
     const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     let issued: IssuedCertificate;
     try {

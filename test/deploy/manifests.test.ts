@@ -18,6 +18,8 @@ import type { Command } from 'commander';
 import { globalCpOptionsFrom } from '../../cli/commands/global-cp.js';
 import { zoneCpOptionsFrom } from '../../cli/commands/zone-cp.js';
 import { buildProgram } from '../../cli/program.js';
+import { PROXY_FLAGS } from '../../cli/commands/proxy-flags.js';
+import { parseFlags } from '../../cli/flag-table.js';
 import { DEFAULT_KDS_PORT } from '../../core/kds/kds-protocol.js';
 import { DEFAULT_ADMIN_PORT, DEFAULT_GATEWAY_PORT } from '../../eastwest-gateway/gateway-options.js';
 import { DEFAULT_GLOBAL_PORT } from '../../global-cp/global-cp.js';
@@ -870,15 +872,30 @@ describe('containers', () => {
     expect(options.storeUrl).toMatch(/^redis:\/\//);
   });
 
-  it('injects a sidecar and init container whose command lines the CLI accepts (once the commands exist)', async () => {
+  it('injects a sidecar and init container whose command lines their entries accept (once the commands exist)', async () => {
     const pod = { metadata: { name: 'web' }, spec: { containers: [{ name: 'web', image: 'nginx' }] } };
     const { sidecar, init } = injectedParts(pod, {
       proxyImage: MESHFED_IMAGE,
       zoneCpAddress: 'meshfed-zone-cp.meshfed-system.svc:5678',
       zone: 'zone-a',
     });
+    // The sidecar runs the lean entry (meshfed-proxy): its command line and variables through that entry's parser.
+    expect(strings(sidecar.command)).toEqual(['meshfed-proxy']);
+    const sidecarEnv = Object.fromEntries(
+      list(sidecar.env)
+        .filter((e) => typeof e.value === 'string' && String(e.name).startsWith('MESHFED_'))
+        .map((e) => [String(e.name), String(e.value)]),
+    );
+    const parsed = parseFlags(PROXY_FLAGS, strings(sidecar.args), sidecarEnv);
+    expect(parsed.values).toMatchObject({
+      mdsAddress: 'meshfed-zone-cp.meshfed-system.svc:5678',
+      mdsCaFile: expect.stringMatching(/^\//),
+      mdsTokenFile: expect.stringMatching(/^\//),
+      inboundPort: 15006,
+      outboundPort: 15001,
+    });
     const program = buildProgram();
-    for (const container of [sidecar, init]) {
+    for (const container of [init]) {
       const args = strings(container.args);
       const name = args[0] ?? '';
       if (!cliCommand(program, name)) {

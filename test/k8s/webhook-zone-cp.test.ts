@@ -128,11 +128,8 @@ describe('zone CP in Kubernetes mode serves the injection webhook', () => {
     expect(sidecar?.value).toMatchObject({ name: PROXY_CONTAINER_NAME, image: 'meshfed:0.1.0' });
     // Sidecars dial the zone CP's Service on the port MDS really listens on, and learn their zone.
     const grpcPort = zone.cp.grpcAddress.split(':').pop() ?? '';
-    expect(sidecar?.value.args).toEqual([
-      'proxy',
-      '--mds-address',
-      `meshfed-zone-cp.meshfed-system.svc:${grpcPort}`,
-    ]);
+    expect(sidecar?.value.command).toEqual(['meshfed-proxy']);
+    expect(sidecar?.value.args).toEqual(['--mds-address', `meshfed-zone-cp.meshfed-system.svc:${grpcPort}`]);
     expect(sidecar?.value.env).toEqual(
       expect.arrayContaining([{ name: 'MESHFED_ZONE', value: 'zone-hook' }]),
     );

@@ -118,6 +118,7 @@ function expectValidPod(pod: Json): void {
 type Container = {
   name: string;
   image: string;
+  command?: string[];
   args?: string[];
   ports?: Array<{ containerPort: number; name?: string }>;
   readinessProbe?: { httpGet?: { path?: string; port?: number } };
@@ -141,7 +142,8 @@ describe('sidecar injection webhook', () => {
     expect(spec.containers.map((c) => c.name)).toEqual(['cart', 'meshfed-proxy']);
     const proxy = spec.containers[1] as Container;
     expect(proxy.image).toBe(BASE.proxyImage);
-    expect(proxy.args).toEqual(['proxy', '--mds-address', BASE.zoneCpAddress]);
+    expect(proxy.command).toEqual(['meshfed-proxy']);
+    expect(proxy.args).toEqual(['--mds-address', BASE.zoneCpAddress]);
     expect(proxy.ports?.map((p) => p.containerPort)).toEqual([15001, 15006, 15000, 15090]);
     expect(proxy.readinessProbe?.httpGet).toEqual({ path: '/ready', port: 15000 });
     expect(proxy.securityContext?.runAsUser).toBe(1337);

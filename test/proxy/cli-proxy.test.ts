@@ -218,8 +218,24 @@ describe('meshfed proxy', () => {
     bad.stderr?.setEncoding('utf8').on('data', (c: string) => (badErr += c));
     const code = await new Promise<number | null>((resolve) => bad.once('close', (c) => resolve(c)));
     expect(code).not.toBe(0);
-    expect(badErr).toContain('a port is an integer from 0 to 65535');
-    // Printed once (commander's own output is off, as in the full CLI).
+    expect(badErr).toContain(
+      "error: option '--outbound-port <port>' argument 'many' is invalid. a port is an integer from 0 to 65535.",
+    );
+    // Printed once, as one line.
     expect(badErr.split('a port is an integer').length).toBe(2);
+
+    const help = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn(process.execPath, [lean, '--help'], {
+        env: cliEnv(),
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+      let out = '';
+      child.stdout?.setEncoding('utf8').on('data', (c: string) => (out += c));
+      child.once('close', (code) => resolve({ code, out }));
+    });
+    expect(help.code).toBe(0);
+    expect(help.out).toContain('Usage: meshfed-proxy [options]');
+    expect(help.out).toContain('--mds-address <host:port>');
+    expect(help.out).toContain('env: MESHFED_MDS_ADDRESS');
   });
 });

@@ -1,0 +1,152 @@
+/**
+ * A command's flags as a table, and a parser for it on node:util's
+ * parseArgs: how the lean sidecar entry (cli/proxy-main.ts) reads its flags
+ * without loading commander and the rest of the CLI. The full CLI registers
+ * the same table with commander (cli/commands/proxy.ts), so both take the
+ * same flags and environment variables and refuse a bad value with the same
+ * words: `option '--outbound-port <port>' argument 'many' is invalid. …`.
+ */
+
+import { parseArgs } from 'node:util';
+import { ErrorCodes, MeshError } from '../core/errors.js';
+import { FlagValueError } from './flag-values.js';
+
+export interface FlagSpec {
+  /** In commander's syntax: `--workload <name>`, or `--access-log` for a switch. */
+  readonly flags: string;
+  readonly description: string;
+  /** The environment variable read when the flag is not given. */
+  readonly env: string;
+  /** Text to value; throws FlagValueError. A repeatable flag gets its value so far as `previous`. */
+  parse?(value: string, previous: unknown): unknown;
+  readonly choices?: readonly string[];
+  /** May be given more than once; each value goes through `parse` with the previous result. */
+  readonly repeatable?: boolean;
+}
+
+/** `workload` of `--workload <name>`. */
+export function flagName(spec: FlagSpec): string {
+  return (spec.flags.split(/\s+/)[0] ?? '').replace(/^--/, '');
+}
+
+/** The property a flag's value is stored under: `mds-address` → `mdsAddress`, as commander does. */
+export function flagKey(spec: FlagSpec): string {
+  return flagName(spec).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+function takesValue(spec: FlagSpec): boolean {
+  return spec.flags.includes('<');
+}
+
+function refused(message: string): MeshError {
+  return new MeshError(ErrorCodes.INVALID_ARGUMENT, message);
+}
+
+/** What node:util's parseArgs refused, in commander's words. */
+function explainParseError(err: unknown, specs: readonly FlagSpec[]): MeshError {
+  const code = (err as { code?: unknown }).code;
+  const token = /'([^']*)'/.exec((err as Error).message)?.[1] ?? '';
+  const spec = specs.find((s) => token.split(' ')[0] === `--${flagName(s)}`);
+  switch (code) {
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
+      return refused(`unknown option '${token}' (--help lists the flags)`);
+    case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
+      return refused(`unexpected argument '${token}': every setting is a flag (--help lists them)`);
+    case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
+      if (spec !== undefined && !takesValue(spec)) {
+        return refused(`option '${spec.flags}' takes no value`);
+      }
+      return refused(
+        `option '${spec?.flags ?? token}' argument missing (a value starting with '-' goes as --flag=value)`,
+      );
+    default:
+      return refused((err as Error).message);
+  }
+}
+
+function convert(spec: FlagSpec, text: string, previous: unknown, source: string): unknown {
+  if (spec.choices !== undefined && !spec.choices.includes(text)) {
+    throw refused(
+      `option '${spec.flags}' ${source} is invalid. Allowed choices are ${spec.choices.join(', ')}.`,
+    );
+  }
+  if (spec.parse === undefined) return text;
+  try {
+    return spec.parse(text, previous);
+  } catch (err) {
+    if (err instanceof FlagValueError)
+      throw refused(`option '${spec.flags}' ${source} is invalid. ${err.message}`);
+    throw err;
+  }
+}
+
+export interface ParsedFlags {
+  /** By flagKey; a flag given neither on the command line nor in its variable is absent. */
+  values: Record<string, unknown>;
+  /** -h or --help was given: print formatHelp and do nothing else. */
+  help: boolean;
+}
+
+/**
+ * The flags in `args` (no program name), each falling back to its
+ * environment variable. A switch's variable turns it on when set to
+ * anything, as commander does. Throws MeshError INVALID_ARGUMENT naming the
+ * flag and the refused text.
+ */
+export function parseFlags(
+  specs: readonly FlagSpec[],
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+): ParsedFlags {
+  const options: Record<string, { type: 'string' | 'boolean'; multiple?: boolean; short?: string }> = {
+    help: { type: 'boolean', short: 'h' },
+  };
+  for (const spec of specs) {
+    options[flagName(spec)] = {
+      type: takesValue(spec) ? 'string' : 'boolean',
+      ...(spec.repeatable === true ? { multiple: true } : {}),
+    };
+  }
+  let given: Record<string, string | boolean | (string | boolean)[] | undefined>;
+  try {
+    given = parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw explainParseError(err, specs);
+  }
+  const values: Record<string, unknown> = {};
+  for (const spec of specs) {
+    const value = given[flagName(spec)];
+    const fromEnv = env[spec.env];
+    if (!takesValue(spec)) {
+      if (value === true || fromEnv !== undefined) values[flagKey(spec)] = true;
+      continue;
+    }
+    if (value !== undefined) {
+      let result: unknown = undefined;
+      for (const text of Array.isArray(value) ? value : [value]) {
+        result = convert(spec, String(text), result, `argument '${String(text)}'`);
+      }
+      values[flagKey(spec)] = result;
+    } else if (fromEnv !== undefined) {
+      values[flagKey(spec)] = convert(spec, fromEnv, undefined, `value '${fromEnv}' from env '${spec.env}'`);
+    }
+  }
+  return { values, help: given.help === true };
+}
+
+/** Usage text for `--help`: each flag with its description, choices and variable. */
+export function formatHelp(usage: string, description: string, specs: readonly FlagSpec[]): string {
+  const rows = [
+    ...specs.map((s) => {
+      const notes = [
+        ...(s.choices === undefined ? [] : [`choices: ${s.choices.join(', ')}`]),
+        `env: ${s.env}`,
+      ];
+      return [s.flags, `${s.description} (${notes.join('; ')})`];
+    }),
+    ['-h, --help', 'display this help'],
+  ];
+  const width = Math.max(...rows.map(([flags]) => (flags ?? '').length));
+  const lines = rows.map(([flags, text]) => `  ${(flags ?? '').padEnd(width)}  ${text ?? ''}`);
+  return `Usage: ${usage}\n\n${description}\n\nOptions:\n${lines.join('\n')}\n`;
+}
