@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # The one image every meshfed component runs from: `meshfed global-cp`,
-# `meshfed zone-cp`, `meshfed gateway`, the injected `meshfed proxy` sidecar
-# and its `meshfed capture` init container, and the certificate bootstrap
-# Job (deploy/scripts/cert-bootstrap.sh). Build from the repository root:
+# `meshfed zone-cp`, `meshfed gateway`, the injected sidecar (`meshfed-proxy`,
+# the lean entry of `meshfed proxy`) and its `meshfed capture` init
+# container, and the certificate bootstrap Job
+# (deploy/scripts/cert-bootstrap.sh). Build from the repository root:
 #   docker build -t meshfed:0.1.0 .
 # test/deploy/dockerfile.test.ts checks that what this file copies exists,
 # is not hidden by .dockerignore, and is enough to build and run.

@@ -20,7 +20,7 @@ export interface FlagSpec {
   /** Text to value; throws FlagValueError. A repeatable flag gets its value so far as `previous`. */
   parse?(value: string, previous: unknown): unknown;
   readonly choices?: readonly string[];
-  /** May be given more than once; each value goes through `parse` with the previous result. */
+  /** Its values accumulate: each goes through `parse` with the result so far (otherwise the last one wins). */
   readonly repeatable?: boolean;
 }
 
@@ -48,8 +48,12 @@ function explainParseError(err: unknown, specs: readonly FlagSpec[]): MeshError 
   const token = /'([^']*)'/.exec((err as Error).message)?.[1] ?? '';
   const spec = specs.find((s) => token.split(' ')[0] === `--${flagName(s)}`);
   switch (code) {
-    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION':
-      return refused(`unknown option '${token}' (--help lists the flags)`);
+    case 'ERR_PARSE_ARGS_UNKNOWN_OPTION': {
+      const similar = closestFlag(token, specs);
+      return refused(
+        `unknown option '${token}' (${similar === undefined ? '--help lists the flags' : `Did you mean ${similar}?`})`,
+      );
+    }
     case 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL':
       return refused(`unexpected argument '${token}': every setting is a flag (--help lists them)`);
     case 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE':
@@ -62,6 +66,65 @@ function explainParseError(err: unknown, specs: readonly FlagSpec[]): MeshError 
     default:
       return refused((err as Error).message);
   }
+}
+
+/** Edit distance between two flags (insert, delete, substitute, swap neighbours), as commander suggests. */
+function editDistance(a: string, b: string): number {
+  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      const row = d[i] as number[];
+      const above = d[i - 1] as number[];
+      row[j] = Math.min((above[j] ?? 0) + 1, (row[j - 1] ?? 0) + 1, (above[j - 1] ?? 0) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(row[j] ?? 0, ((d[i - 2] as number[])[j - 2] ?? 0) + 1);
+      }
+    }
+  }
+  return (d[a.length] as number[])[b.length] ?? 0;
+}
+
+/** The known flag an unknown one was most likely meant to be: at most 3 edits, and mostly the same. */
+function closestFlag(token: string, specs: readonly FlagSpec[]): string | undefined {
+  const typed = token.split('=')[0] ?? token;
+  let best: { flag: string; distance: number } | undefined;
+  for (const spec of specs) {
+    const flag = `--${flagName(spec)}`;
+    const distance = editDistance(typed, flag);
+    const similarity = (Math.max(typed.length, flag.length) - distance) / Math.max(typed.length, flag.length);
+    if (distance <= 3 && similarity > 0.4 && (best === undefined || distance < best.distance)) {
+      best = { flag, distance };
+    }
+  }
+  return best?.flag;
+}
+
+/**
+ * `--flag value` as `--flag=value` for every flag that takes a value, so that
+ * a value starting with '-' (`--proxy-id -a`, `--outbound-port -1`) is that
+ * flag's value, as commander takes it, rather than an option parseArgs refuses.
+ */
+function joinValues(specs: readonly FlagSpec[], args: readonly string[]): string[] {
+  const valued = new Set(specs.filter(takesValue).map((s) => `--${flagName(s)}`));
+  const out: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i] ?? '';
+    if (arg === '--') {
+      out.push(...args.slice(i));
+      break;
+    }
+    const value = args[i + 1];
+    if (valued.has(arg) && value !== undefined) {
+      out.push(`${arg}=${value}`);
+      i++;
+    } else {
+      out.push(arg);
+    }
+  }
+  return out;
 }
 
 function convert(spec: FlagSpec, text: string, previous: unknown, source: string): unknown {
@@ -102,14 +165,17 @@ export function parseFlags(
     help: { type: 'boolean', short: 'h' },
   };
   for (const spec of specs) {
-    options[flagName(spec)] = {
-      type: takesValue(spec) ? 'string' : 'boolean',
-      ...(spec.repeatable === true ? { multiple: true } : {}),
-    };
+    // Every occurrence of a value flag is kept, so each is checked as commander checks it.
+    options[flagName(spec)] = takesValue(spec) ? { type: 'string', multiple: true } : { type: 'boolean' };
   }
   let given: Record<string, string | boolean | (string | boolean)[] | undefined>;
   try {
-    given = parseArgs({ args: [...args], options, strict: true, allowPositionals: false }).values;
+    given = parseArgs({
+      args: joinValues(specs, args),
+      options,
+      strict: true,
+      allowPositionals: false,
+    }).values;
   } catch (err) {
     throw explainParseError(err, specs);
   }
@@ -122,9 +188,11 @@ export function parseFlags(
       continue;
     }
     if (value !== undefined) {
+      // A repeatable flag folds its values; any other keeps the last, each one checked.
       let result: unknown = undefined;
       for (const text of Array.isArray(value) ? value : [value]) {
-        result = convert(spec, String(text), result, `argument '${String(text)}'`);
+        const previous = spec.repeatable === true ? result : undefined;
+        result = convert(spec, String(text), previous, `argument '${String(text)}'`);
       }
       values[flagKey(spec)] = result;
     } else if (fromEnv !== undefined) {

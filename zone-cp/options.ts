@@ -46,7 +46,7 @@ export interface WebhookSettings {
   /** Serving certificate (PEM, chain allowed) for the webhook Service's DNS name, and its key. */
   certFile: string;
   keyFile: string;
-  /** Image of the injected sidecar (`meshfed proxy`). */
+  /** Image of the injected sidecar, which runs `meshfed-proxy` (the lean entry of `meshfed proxy`). */
   proxyImage: string;
   /** Image of the injected init container (`meshfed capture`); default proxyImage. */
   initImage?: string;

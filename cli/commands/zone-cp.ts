@@ -401,7 +401,7 @@ export function registerZoneCpCommand(program: Command): void {
         .argParser(parsePort),
     )
     .addOption(
-      new Option('--proxy-image <image>', 'image of the sidecar the webhook injects (meshfed proxy)')
+      new Option('--proxy-image <image>', 'image of the sidecar the webhook injects (it runs meshfed-proxy)')
         .env('MESHFED_PROXY_IMAGE')
         .argParser(parseImage),
     )

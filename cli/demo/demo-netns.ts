@@ -13,6 +13,7 @@
 
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
 import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
@@ -27,6 +28,9 @@ import type { DemoReadyInfo } from './demo-summary.js';
 import { joinToken } from './demo-vm.js';
 import { DEMO_NAMESPACE, type DemoWorkloadInfo } from './demo-workloads.js';
 import type { NetnsTopology, TopologyZone } from './netns-topology.js';
+
+/** The lean sidecar entry beside this build's CLI (not beside `meshfed`, which may be a link elsewhere). */
+const LEAN_PROXY_ENTRY = fileURLToPath(new URL('../proxy-main.js', import.meta.url));
 
 /** Ports inside every zone namespace: the documented defaults. */
 const ZONE_PORTS = { rest: 5682, grpc: 5678, gateway: 15443, gatewayAdmin: 15021 };
@@ -113,9 +117,7 @@ export async function startNetnsDemo(
   const meshfed = (zone: TopologyZone, label: string, args: string[]): ZoneProcess => {
     // Sidecars run as deployed: the lean entry (meshfed-proxy) with the sidecar's V8 flags; nothing else inherits ours.
     const sidecar = args[0] === 'proxy';
-    const entry = sidecar
-      ? [path.join(path.dirname(ctx.cliMain), 'proxy-main.js'), ...args.slice(1)]
-      : [ctx.cliMain, ...args];
+    const entry = sidecar ? [LEAN_PROXY_ENTRY, ...args.slice(1)] : [ctx.cliMain, ...args];
     const child = topology.spawn(zone.name, process.execPath, entry, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, NODE_OPTIONS: sidecar ? SIDECAR_NODE_OPTIONS : '' },

@@ -44,7 +44,49 @@ async function commanderRefusal(args: string[], env: NodeJS.ProcessEnv = {}): Pr
   throw new Error(`commander accepted ${args.join(' ')}`);
 }
 
+/** What commander makes of `meshfed proxy <args>` with `env`: the command's option values. */
+async function commanderValues(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+): Promise<Record<string, unknown>> {
+  const program = new Command('meshfed').exitOverride().configureOutput({ outputError: () => undefined });
+  registerProxyCommand(program);
+  let values: Record<string, unknown> = {};
+  program.commands[0]?.action((opts: Record<string, unknown>) => {
+    values = opts;
+  });
+  const saved = { ...process.env };
+  for (const key of Object.keys(process.env)) if (key.startsWith('MESHFED_')) delete process.env[key];
+  Object.assign(process.env, env);
+  try {
+    await program.parseAsync(['node', 'meshfed', 'proxy', ...args]);
+  } finally {
+    process.env = saved;
+  }
+  return values;
+}
+
 describe('the lean entry flag parser', () => {
+  it('makes of a full command line and its variables exactly what commander makes of them', async () => {
+    const args = [
+      ...['--workload', 'web', '--namespace=shop', '--proxy-id', '-web-1'],
+      ...['--mds-address', '[::1]:5678', '--mds-ca-file', '/ca.pem', '--cert-ttl', '2h'],
+      ...['--outbound-port', '15001', '--inbound-port', '0', '--max-header-bytes', '64Ki'],
+      ...['--tcp-port', 'db.shop:5432=15432', '--tcp-port', 'cache:6379=16379', '--access-log'],
+      ...['--process-metrics', 'full', '--header-timeout', '2s', '--drain-timeout', '1m'],
+    ];
+    const env = {
+      MESHFED_MDS_TOKEN_FILE: '/token',
+      MESHFED_PROXY_ADMIN_PORT: '15000',
+      MESHFED_PROXY_INBOUND_HOST: '0.0.0.0',
+      MESHFED_PROXY_OUTBOUND_PORT: '9999',
+    };
+    const lean = parse(args, env);
+    expect(lean).toEqual(await commanderValues(args, env));
+    expect(lean.outboundPort).toBe(15001);
+    expect(lean.proxyId).toBe('-web-1');
+  });
+
   it('reads flags in both spellings, each parsed, under commander-style keys', () => {
     expect(
       parse(['--workload', 'web', '--namespace=shop', '--outbound-port', '0', '--max-header-bytes', '32Ki']),
@@ -53,6 +95,14 @@ describe('the lean entry flag parser', () => {
       headerTimeout: 1500,
       mdsAddress: 'zone-cp.mesh:5678',
     });
+  });
+
+  it('takes the next argument as a flag`s value even when it starts with a dash, as commander does', () => {
+    expect(parse(['--proxy-id', '-a', '--workload', '--help'])).toEqual({
+      proxyId: '-a',
+      workload: '--help',
+    });
+    expect(parseFlags(PROXY_FLAGS, ['--workload', '--help']).help).toBe(false);
   });
 
   it('falls back to each flag`s variable, the flag winning', () => {
@@ -89,6 +139,10 @@ describe('the lean entry flag parser', () => {
       [['--header-timeout', 'soon'], {}],
       [['--max-header-bytes', 'lots'], {}],
       [['--mds-address', 'no-port'], {}],
+      // A value starting with '-' is the flag's value, refused by its parser, not a missing one.
+      [['--outbound-port', '-1'], {}],
+      // Every occurrence is checked, not only the last.
+      [['--outbound-port', 'many', '--outbound-port', '1'], {}],
     ];
     for (const [args, env] of cases) {
       const lean = refusal(args, env);
@@ -100,7 +154,8 @@ describe('the lean entry flag parser', () => {
   });
 
   it('refuses unknown options, missing values, values to switches and positional arguments', () => {
-    expect(refusal(['--workloud', 'x'])).toBe("unknown option '--workloud' (--help lists the flags)");
+    expect(refusal(['--workloud', 'x'])).toBe("unknown option '--workloud' (Did you mean --workload?)");
+    expect(refusal(['--zzz'])).toBe("unknown option '--zzz' (--help lists the flags)");
     expect(refusal(['--workload'])).toMatch(/^option '--workload <name>' argument missing/);
     expect(refusal(['--access-log=yes'])).toBe("option '--access-log' takes no value");
     expect(refusal(['proxy'])).toMatch(/^unexpected argument 'proxy'/);

@@ -24,6 +24,7 @@ import path from 'node:path';
 
 import { CLI_MAIN, assertCliBuilt, cliEnv } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
+import { injectedParts } from '../../zone-cp/webhook/webhook-inject.js';
 import { REPO_ROOT, filesUnder, isObj, loadDeployManifests, type Json } from './deploy-helpers.js';
 
 interface Instruction {
@@ -202,6 +203,57 @@ describe('Dockerfile', () => {
     expect(folders.has('core')).toBe(true);
     // Files the runtime reads beside dist/: the .proto files (core/grpc/proto.ts).
     expect(copies.some((c) => c.stage === finalStage && c.sources.includes('core/proto'))).toBe(true);
+  });
+});
+
+describe('the sidecar the webhook injects', () => {
+  it('runs a command the image links onto PATH, executable, to a file the build has', () => {
+    const { sidecar } = injectedParts(
+      { metadata: { name: 'web' }, spec: { containers: [{ name: 'web', image: 'nginx' }] } },
+      { proxyImage: 'meshfed:0.1.0', zoneCpAddress: 'meshfed-zone-cp.meshfed-system.svc:5678' },
+    );
+    const command = Array.isArray(sidecar.command) ? String(sidecar.command[0]) : '';
+    expect(command).toBe('meshfed-proxy');
+    const run = instructions
+      .filter((i) => i.stage === finalStage && i.op === 'RUN')
+      .map((i) => i.args)
+      .join(' && ');
+    const link = new RegExp(`ln -s /opt/meshfed/(\\S+) /usr/local/bin/${command}(\\s|$)`).exec(run);
+    expect(link).not.toBeNull();
+    const target = link?.[1] ?? '';
+    expect(existsSync(path.join(REPO_ROOT, target))).toBe(true);
+    expect(run).toMatch(new RegExp(`chmod 0755 [^&]*\\b${target.replace(/[.]/g, '\\.')}\\b`));
+    // The image's WORKDIR is /opt/meshfed, where dist/ is copied.
+    expect(
+      instructions.some((i) => i.stage === finalStage && i.op === 'WORKDIR' && i.args === '/opt/meshfed'),
+    ).toBe(true);
+  });
+
+  it("runs an entry whose import graph reaches neither commander nor the CLI's other command groups", () => {
+    assertCliBuilt();
+    const lean = path.join(path.dirname(CLI_MAIN), 'proxy-main.js');
+    const reached = new Set<string>();
+    const packages = new Set<string>();
+    const queue = [lean];
+    while (queue.length > 0) {
+      const file = queue.pop() ?? '';
+      if (reached.has(file)) continue;
+      reached.add(file);
+      const text = readFileSync(file, 'utf8');
+      for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)) {
+        const specifier = m[1] ?? '';
+        if (!specifier.startsWith('.')) {
+          packages.add(specifier);
+          continue;
+        }
+        const target = path.resolve(path.dirname(file), specifier);
+        if (existsSync(target)) queue.push(target);
+      }
+    }
+    expect([...packages].filter((p) => !p.startsWith('node:'))).not.toContain('commander');
+    expect([...reached].some((f) => f.endsWith(path.join('cli', 'program.js')))).toBe(false);
+    // The walk does see the proxy: it follows the dynamic import of proxy/index.js.
+    expect([...reached].some((f) => f.endsWith(path.join('proxy', 'index.js')))).toBe(true);
   });
 });
 
