@@ -62,6 +62,13 @@ describe('issue and verify', () => {
     expect(verifier().verify(token, { kinds: ['vm'] }).sub).toBe('vm-1');
   });
 
+  it("issues ids that never start with '-', which a command line would take for an option", () => {
+    // One base64url id in 64 starts with '-': among 2,000 ids, about 31 would.
+    const ids = Array.from({ length: 2000 }, () => issuer.issue({ kind: 'admin', sub: 'ops' }).claims.jti);
+    expect(ids.filter((id) => id.startsWith('-'))).toEqual([]);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
   it('issues tokens without expiry that stay valid', () => {
     const { token, claims } = issuer.issue({ kind: 'admin', sub: 'alice' });
     expect(claims.exp).toBeUndefined();

@@ -74,6 +74,18 @@ function isTokenKind(value: unknown): value is TokenKind {
   return typeof value === 'string' && (TOKEN_KINDS as readonly string[]).includes(value);
 }
 
+/**
+ * A fresh token id: 16 random bytes in base64url, drawn again when it would
+ * start with '-', so that `meshfed token revoke <id>` can never read an id as
+ * an option (one id in 64 did; the CLI refused it as an unknown option).
+ */
+function newTokenId(): string {
+  for (;;) {
+    const id = randomBytes(16).toString('base64url');
+    if (!id.startsWith('-')) return id;
+  }
+}
+
 function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
@@ -217,7 +229,7 @@ export class TokenIssuer {
     const iat = nowSeconds();
     const claims: TokenClaims = {
       v: 1,
-      jti: randomBytes(16).toString('base64url'),
+      jti: newTokenId(),
       kind: request.kind,
       sub: request.sub,
       ...(request.zone === undefined ? {} : { zone: request.zone }),
