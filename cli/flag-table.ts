@@ -60,9 +60,7 @@ function explainParseError(err: unknown, specs: readonly FlagSpec[]): MeshError 
       if (spec !== undefined && !takesValue(spec)) {
         return refused(`option '${spec.flags}' takes no value`);
       }
-      return refused(
-        `option '${spec?.flags ?? token}' argument missing (a value starting with '-' goes as --flag=value)`,
-      );
+      return refused(`option '${spec?.flags ?? token}' argument missing`);
     default:
       return refused((err as Error).message);
   }

@@ -8,6 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { ErrorCodes, MeshError } from '../core/errors.js';
+import { parseDuration } from '../core/resource/duration.js';
 
 /** A flag's value was refused; the message says what was expected. */
 export class FlagValueError extends Error {
@@ -78,6 +79,15 @@ export function parseTrustDomain(value: string): string {
     throw new FlagValueError('expected a DNS-like name such as cluster.local.');
   }
   return trimmed;
+}
+
+/** A duration (`500ms`, `5s`, `1h30m`; never negative) in whole milliseconds. */
+export function parseDurationMs(value: string): number {
+  try {
+    return Math.round(parseDuration(value.trim()));
+  } catch {
+    throw new FlagValueError('expected a duration such as 500ms, 5s or 1h.');
+  }
 }
 
 /** A dialable `host:port` (IPv6 in brackets): the zone CP's address. */

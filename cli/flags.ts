@@ -26,6 +26,9 @@ export function forCommander<T, P = undefined>(
 /** A TCP port, 0 (pick a free one) to 65535. */
 export const parsePort: (value: string) => number = forCommander(values.parsePort);
 
+/** A duration (`500ms`, `5s`, `1h30m`) in whole milliseconds. */
+export const parseDurationMs: (value: string) => number = forCommander(values.parseDurationMs);
+
 /** A dialable `host:port` (IPv6 in brackets). */
 export const parseHostPort: (value: string) => string = forCommander(values.parseHostPort);
 

@@ -8,10 +8,9 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { parseDuration } from '../../core/resource/duration.js';
 import type { GatewayLimits, GatewayOptions } from '../../eastwest-gateway/index.js';
 import { readFlagFile } from '../flag-values.js';
-import { parseByteSize, parseHost, parseHostPort, parsePort } from '../flags.js';
+import { parseByteSize, parseDurationMs, parseHost, parseHostPort, parsePort } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
 
 interface GatewayFlags {
@@ -36,16 +35,6 @@ interface GatewayFlags {
   ejectionBase?: number;
   ejectionMax?: number;
   preconnectIdle?: number;
-}
-
-function parseMs(value: string): number {
-  try {
-    const ms = parseDuration(value.trim());
-    if (ms < 0) throw new Error('negative');
-    return Math.round(ms);
-  } catch {
-    throw new InvalidArgumentError('expected a duration such as 500ms, 5s or 1h.');
-  }
 }
 
 function parseCount(value: string): number {
@@ -202,21 +191,21 @@ export function registerGatewayCommand(program: Command): void {
         '--hello-timeout <duration>',
         'time to receive the ClientHello (default 5s)',
         'MESHFED_GATEWAY_HELLO_TIMEOUT',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .addOption(
       opt(
         '--idle-timeout <duration>',
         'close a connection idle this long (default 1h)',
         'MESHFED_GATEWAY_IDLE_TIMEOUT',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .addOption(
       opt(
         '--connect-timeout <duration>',
         'per endpoint connect timeout (default 5s)',
         'MESHFED_GATEWAY_CONNECT_TIMEOUT',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .addOption(
       opt(
@@ -230,7 +219,7 @@ export function registerGatewayCommand(program: Command): void {
         '--drain-timeout <duration>',
         'on SIGTERM, how long open connections may finish (default 25s)',
         'MESHFED_GATEWAY_DRAIN_TIMEOUT',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .addOption(
       opt(
@@ -244,21 +233,21 @@ export function registerGatewayCommand(program: Command): void {
         '--ejection-base <duration>',
         'first ejection of an endpoint that refused a connect; doubles per repeat (default 1s)',
         'MESHFED_GATEWAY_EJECTION_BASE',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .addOption(
       opt(
         '--ejection-max <duration>',
         'longest ejection (default 60s)',
         'MESHFED_GATEWAY_EJECTION_MAX',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .addOption(
       opt(
         '--preconnect-idle <duration>',
         'how long a spare connection opened ahead of demand to a busy endpoint waits for a client; 0 turns preconnecting off (default 5s)',
         'MESHFED_GATEWAY_PRECONNECT_IDLE',
-      ).argParser(parseMs),
+      ).argParser(parseDurationMs),
     )
     .action(async (flags: GatewayFlags) => {
       const options = gatewayOptionsFrom(flags);

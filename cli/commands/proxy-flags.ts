@@ -13,12 +13,12 @@ import { writeFileSync } from 'node:fs';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import { PROCESS_METRICS_SETS, type ProcessMetricsSet } from '../../core/process-metrics.js';
-import { parseDuration } from '../../core/resource/duration.js';
 import type { ProxyOptions, TcpListenerOption } from '../../proxy/index.js';
 import type { FlagSpec } from '../flag-table.js';
 import {
   FlagValueError,
   parseByteSize,
+  parseDurationMs,
   parseHost,
   parseHostPort,
   parsePort,
@@ -54,14 +54,6 @@ export interface ProxyFlags {
   headerTimeout?: number;
   drainTimeout?: number;
   portsFile?: string;
-}
-
-function parseMs(value: string): number {
-  try {
-    return Math.round(parseDuration(value.trim()));
-  } catch {
-    throw new FlagValueError('expected a duration such as 500ms, 5s or 1h.');
-  }
 }
 
 /** `service:port=localPort`, repeatable; the environment variable takes a comma-separated list. */
@@ -210,7 +202,7 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     flags: '--cert-ttl <duration>',
     description: 'requested certificate lifetime, e.g. 1h',
     env: 'MESHFED_PROXY_CERT_TTL',
-    parse: parseMs,
+    parse: parseDurationMs,
   },
   {
     flags: '--outbound-port <port>',
@@ -314,13 +306,13 @@ export const PROXY_FLAGS: readonly FlagSpec[] = [
     flags: '--header-timeout <duration>',
     description: 'time for a client to send its request head (default 10s)',
     env: 'MESHFED_PROXY_HEADER_TIMEOUT',
-    parse: parseMs,
+    parse: parseDurationMs,
   },
   {
     flags: '--drain-timeout <duration>',
     description: 'how long shutdown waits for requests in flight (default 10s)',
     env: 'MESHFED_PROXY_DRAIN_TIMEOUT',
-    parse: parseMs,
+    parse: parseDurationMs,
   },
   {
     flags: '--ports-file <file>',

@@ -105,6 +105,32 @@ const copies = instructions
   .map((i) => ({ stage: i.stage, parts: i.args.split(/\s+/) }))
   .map(({ stage, parts }) => ({ stage, sources: parts.slice(0, -1), dest: parts[parts.length - 1] ?? '' }));
 
+/**
+ * The compiled modules an entry reaches through relative static and dynamic
+ * imports, and the bare specifiers (packages, node: builtins) they import.
+ */
+function compiledImportGraph(entry: string): { files: Set<string>; packages: Set<string> } {
+  const files = new Set<string>();
+  const packages = new Set<string>();
+  const queue = [entry];
+  while (queue.length > 0) {
+    const file = queue.pop() ?? '';
+    if (files.has(file)) continue;
+    files.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)) {
+      const specifier = m[1] ?? '';
+      if (!specifier.startsWith('.')) {
+        packages.add(specifier);
+        continue;
+      }
+      const target = path.resolve(path.dirname(file), specifier);
+      if (existsSync(target)) queue.push(target);
+    }
+  }
+  return { files, packages };
+}
+
 describe('Dockerfile', () => {
   it('builds on node:20-slim, installs production dependencies only, and runs meshfed as a numeric non-root user', () => {
     const arg = instructions.find((i) => i.op === 'ARG' && i.args.startsWith('NODE_IMAGE='));
@@ -184,19 +210,8 @@ describe('Dockerfile', () => {
   it("copies into the build stage every source folder the CLI's import graph reaches", () => {
     assertCliBuilt();
     const distRoot = path.join(REPO_ROOT, 'dist');
-    const reached = new Set<string>();
-    const queue = [CLI_MAIN];
-    while (queue.length > 0) {
-      const file = queue.pop() ?? '';
-      if (reached.has(file)) continue;
-      reached.add(file);
-      const text = readFileSync(file, 'utf8');
-      for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"](\.{1,2}\/[^'"]+)['"]/g)) {
-        const target = path.resolve(path.dirname(file), m[1] ?? '');
-        if (existsSync(target)) queue.push(target);
-      }
-    }
-    const folders = new Set([...reached].map((f) => path.relative(distRoot, f).split(path.sep)[0] ?? ''));
+    const { files } = compiledImportGraph(CLI_MAIN);
+    const folders = new Set([...files].map((f) => path.relative(distRoot, f).split(path.sep)[0] ?? ''));
     const built = new Set(copies.filter((c) => c.stage === 0).flatMap((c) => c.sources));
     expect([...folders].filter((f) => !built.has(f))).toEqual([]);
     expect(folders.has('cli')).toBe(true);
@@ -231,25 +246,9 @@ describe('the sidecar the webhook injects', () => {
 
   it("runs an entry whose import graph reaches neither commander nor the CLI's other command groups", () => {
     assertCliBuilt();
-    const lean = path.join(path.dirname(CLI_MAIN), 'proxy-main.js');
-    const reached = new Set<string>();
-    const packages = new Set<string>();
-    const queue = [lean];
-    while (queue.length > 0) {
-      const file = queue.pop() ?? '';
-      if (reached.has(file)) continue;
-      reached.add(file);
-      const text = readFileSync(file, 'utf8');
-      for (const m of text.matchAll(/(?:from\s+|import\s*\(\s*|import\s+)['"]([^'"]+)['"]/g)) {
-        const specifier = m[1] ?? '';
-        if (!specifier.startsWith('.')) {
-          packages.add(specifier);
-          continue;
-        }
-        const target = path.resolve(path.dirname(file), specifier);
-        if (existsSync(target)) queue.push(target);
-      }
-    }
+    const { files: reached, packages } = compiledImportGraph(
+      path.join(path.dirname(CLI_MAIN), 'proxy-main.js'),
+    );
     expect([...packages].filter((p) => !p.startsWith('node:'))).not.toContain('commander');
     expect([...reached].some((f) => f.endsWith(path.join('cli', 'program.js')))).toBe(false);
     // The walk does see the proxy: it follows the dynamic import of proxy/index.js.
