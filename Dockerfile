@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # The one image every meshfed component runs from: `meshfed global-cp`,
 # `meshfed zone-cp`, `meshfed gateway`, the injected sidecar (`meshfed-proxy`,
-# the lean entry of `meshfed proxy`) and its `meshfed capture` init
+# the bundled lean entry of `meshfed proxy`) and its `meshfed capture` init
 # container, and the certificate bootstrap Job
 # (deploy/scripts/cert-bootstrap.sh). Build from the repository root:
 #   docker build -t meshfed:0.1.0 .
@@ -23,7 +23,10 @@ COPY eastwest-gateway ./eastwest-gateway
 COPY proxy ./proxy
 COPY vm-agent ./vm-agent
 COPY cli ./cli
-RUN npx tsc -p tsconfig.build.json
+# `npm run build`: tsc, then the sidecar bundle (dist/cli/meshfed-proxy.cjs,
+# what `meshfed-proxy` runs) by this script.
+COPY scripts/bundle-sidecar.ts ./scripts/
+RUN npm run build
 
 # ---- runtime: production dependencies, the built dist/, the .proto files ----
 FROM ${NODE_IMAGE}
@@ -44,9 +47,11 @@ COPY core/proto ./core/proto
 # Served by global-cp's dashboard from <package root>/global-cp/dashboard/assets.
 COPY global-cp/dashboard/assets ./global-cp/dashboard/assets
 COPY deploy/scripts/cert-bootstrap.sh /usr/local/bin/meshfed-cert-bootstrap
-RUN chmod 0755 dist/cli/main.js dist/cli/proxy-main.js /usr/local/bin/meshfed-cert-bootstrap \
+# meshfed-proxy, the command the webhook injects: the sidecar bundle
+# (scripts/bundle-sidecar.ts), which loads prom-client from node_modules here.
+RUN chmod 0755 dist/cli/main.js dist/cli/meshfed-proxy.cjs /usr/local/bin/meshfed-cert-bootstrap \
   && ln -s /opt/meshfed/dist/cli/main.js /usr/local/bin/meshfed \
-  && ln -s /opt/meshfed/dist/cli/proxy-main.js /usr/local/bin/meshfed-proxy \
+  && ln -s /opt/meshfed/dist/cli/meshfed-proxy.cjs /usr/local/bin/meshfed-proxy \
   && mkdir -p /var/lib/meshfed \
   && chown 10001:10001 /var/lib/meshfed
 # Numeric, so that Kubernetes' runAsNonRoot can verify it.

@@ -22,8 +22,8 @@
  * BENCH_CONNECTIONS (64, wrk), BENCH_PROXY_NODE_ARGS (the proxies' node
  * flags, space-separated; default core/sidecar-node-options, what a deployed
  * sidecar runs with; '' for Node's defaults), BENCH_H2=1 (HTTP/2 between the proxies),
- * BENCH_PROXY_CLI (the proxies' entry: default dist/cli/proxy-main.js, the
- * lean sidecar entry; a cli/main.js runs `meshfed proxy`),
+ * BENCH_PROXY_CLI (the proxies' entry: default dist/cli/meshfed-proxy.cjs,
+ * the sidecar bundle; a cli/main.js runs `meshfed proxy`),
  * BENCH_BASELINE_CLI (the entry of another build, e.g. a copy of the
  * previous dist/: a fourth chain "baseline" from those proxies, measured in
  * the same rounds, so a change is judged side by side on a noisy machine),
@@ -39,9 +39,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapshot.js';
-import { SIDECAR_NODE_OPTIONS } from '../core/sidecar-node-options.js';
+import { SIDECAR_ENV } from '../core/sidecar-node-options.js';
+import { SIDECAR_BUNDLE } from '../cli/sidecar-entry.js';
 import { createTestMesh, zoneCpServerCredentials } from '../test/common/pki-fixtures.js';
 import { addedPercentiles, anonMiB, median, round, rssMiB, splitNodeArgs } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
@@ -65,13 +65,13 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 /** The proxies' node flags: by default those a deployed sidecar runs with. */
-const NODE_ARGS = splitNodeArgs(process.env.BENCH_PROXY_NODE_ARGS ?? SIDECAR_NODE_OPTIONS);
+const NODE_ARGS = splitNodeArgs(process.env.BENCH_PROXY_NODE_ARGS ?? SIDECAR_ENV.NODE_OPTIONS ?? '');
 /** BENCH_H2=1: HTTP/2 between the two proxies (DestinationRule h2UpgradePolicy: UPGRADE). */
 const H2 = process.env.BENCH_H2 === '1';
-/** The lean sidecar entry (cli/proxy-main) by default; BENCH_PROXY_CLI=<path to cli/main.js> runs `meshfed proxy`. */
-const CLI =
-  process.env.BENCH_PROXY_CLI ??
-  path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../cli/proxy-main.js');
+/** The sidecar bundle (meshfed-proxy) by default; BENCH_PROXY_CLI=<path to cli/main.js> runs `meshfed proxy`. */
+const CLI = process.env.BENCH_PROXY_CLI ?? SIDECAR_BUNDLE;
+/** The rest of a deployed sidecar's environment (its node flags are NODE_ARGS), for every meshfed proxy here. */
+const PROXY_ENV = Object.fromEntries(Object.entries(SIDECAR_ENV).filter(([name]) => name !== 'NODE_OPTIONS'));
 const BASELINE_CLI = process.env.BENCH_BASELINE_CLI ?? '';
 /** The baseline proxies' node flags: by default the same as the measured ones, so only the build differs. */
 const BASELINE_NODE_ARGS =
@@ -175,7 +175,7 @@ async function startMeshfedProxy(
   ];
   const child = spawn(process.execPath, args, {
     stdio: ['ignore', 'ignore', 'inherit'],
-    env: { ...process.env, MESHFED_LOG_LEVEL: 'warn' },
+    env: { ...process.env, MESHFED_LOG_LEVEL: 'warn', ...PROXY_ENV },
   });
   const admin = ports.admin ?? 0;
   const deadline = Date.now() + 15_000;
@@ -471,6 +471,15 @@ async function main(): Promise<void> {
       baseline: wakeups.slice(2, 2 + proxyPids.baseline.length),
       nginx: wakeups.slice(-2),
     };
+    // Memory at the fixed rate from fresh processes, before any saturation
+    // run (the warm-up included): the conditions Istio quotes its sidecar's
+    // memory under. Only the RSS of this pass is kept.
+    const rssFresh: Record<string, number[]> = {};
+    for (const t of targets) {
+      if (t.pids.length === 0) continue;
+      rssFresh[t.name] = (await peakRss(t.pids, rssMiB, () => fixedRate(t.url, t.host, RATE, SECONDS))).peaks;
+      process.stderr.write(`fresh ${t.name} at ${RATE} rps: RSS ${rssFresh[t.name]?.join('/')} MiB\n`);
+    }
     // Warm-up: JIT, connection pools, TLS sessions.
     for (const t of targets) await wrk(t.url, t.host, 3, CONNECTIONS);
 
@@ -529,6 +538,7 @@ async function main(): Promise<void> {
       rssIdleMiB: { client: idle[0], server: idle[1] },
       idleWakeupsPerSecond: { client: wakeupsPerSecond[0], server: wakeupsPerSecond[1] },
       rssLoadMiB: { client: perProxy(f.rssLoad, 0), server: perProxy(f.rssLoad, 1) },
+      rssFixedRateFreshMiB: { client: rssFresh[name]?.[0] ?? NaN, server: rssFresh[name]?.[1] ?? NaN },
       // Of those, the process's own (anonymous) memory; the rest is shared executable pages.
       anonIdleMiB: { client: anonIdle[0], server: anonIdle[1] },
       anonLoadMiB: { client: perProxy(f.anonLoad, 0), server: perProxy(f.anonLoad, 1) },
@@ -551,6 +561,7 @@ async function main(): Promise<void> {
     const saturationRatio = round((meshfed.maxRps as number) / (nginx.maxRps as number), 3);
     const cpu = meshfed.cpuSecondsPer1kRequests as { client: number; server: number };
     const rssLoad = meshfed.rssLoadMiB as { client: number; server: number };
+    const rssFixedFresh = meshfed.rssFixedRateFreshMiB as { client: number; server: number };
     const result = {
       bench: 'proxy',
       node: process.version,
@@ -560,6 +571,7 @@ async function main(): Promise<void> {
       fixedRateRps: RATE,
       wrkConnections: CONNECTIONS,
       proxyNodeArgs: NODE_ARGS,
+      proxyEnv: PROXY_ENV,
       proxyEntry: path.relative(process.cwd(), CLI),
       proxyToProxy: H2 ? 'h2' : 'http/1.1',
       proxyConfig: CONFIG_SOURCE,
@@ -601,6 +613,11 @@ async function main(): Promise<void> {
           target: 60,
           value: Math.max(rssLoad.client, rssLoad.server),
           met: Math.max(rssLoad.client, rssLoad.server) <= 60,
+        },
+        rssAt1kRpsFreshMiB: {
+          target: 60,
+          value: Math.max(rssFixedFresh.client, rssFixedFresh.server),
+          met: Math.max(rssFixedFresh.client, rssFixedFresh.server) <= 60,
         },
         saturationVsNginx: { target: 0.5, value: saturationRatio, met: saturationRatio >= 0.5 },
       },

@@ -26,4 +26,6 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+// No top-level await: scripts/bundle-sidecar.ts builds this entry into a
+// CommonJS file, which has none (main handles its own errors).
+void main(process.argv.slice(2));

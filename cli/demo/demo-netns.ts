@@ -13,10 +13,10 @@
 
 import { createWriteStream, promises as fs } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger, type Logger } from '../../core/log.js';
-import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
+import { SIDECAR_ENV } from '../../core/sidecar-node-options.js';
+import { SIDECAR_BUNDLE } from '../sidecar-entry.js';
 import type { ChildProcess } from 'node:child_process';
 import { pollUntil, requestOk, waitForHttpOk } from './demo-http.js';
 import { DEMO_WORKLOADS, DEMO_ZONES, VM_ZONE_INDEX } from './demo-plan.js';
@@ -28,9 +28,6 @@ import type { DemoReadyInfo } from './demo-summary.js';
 import { joinToken } from './demo-vm.js';
 import { DEMO_NAMESPACE, type DemoWorkloadInfo } from './demo-workloads.js';
 import type { NetnsTopology, TopologyZone } from './netns-topology.js';
-
-/** The lean sidecar entry beside this build's CLI (not beside `meshfed`, which may be a link elsewhere). */
-const LEAN_PROXY_ENTRY = fileURLToPath(new URL('../proxy-main.js', import.meta.url));
 
 /** Ports inside every zone namespace: the documented defaults. */
 const ZONE_PORTS = { rest: 5682, grpc: 5678, gateway: 15443, gatewayAdmin: 15021 };
@@ -115,12 +112,14 @@ export async function startNetnsDemo(
   });
 
   const meshfed = (zone: TopologyZone, label: string, args: string[]): ZoneProcess => {
-    // Sidecars run as deployed: the lean entry (meshfed-proxy) with the sidecar's V8 flags; nothing else inherits ours.
+    // Sidecars run as deployed: this build's meshfed-proxy bundle (not the one
+    // beside `meshfed`, which may be a link elsewhere) in the sidecar's
+    // environment; nothing else inherits our NODE_OPTIONS.
     const sidecar = args[0] === 'proxy';
-    const entry = sidecar ? [LEAN_PROXY_ENTRY, ...args.slice(1)] : [ctx.cliMain, ...args];
+    const entry = sidecar ? [SIDECAR_BUNDLE, ...args.slice(1)] : [ctx.cliMain, ...args];
     const child = topology.spawn(zone.name, process.execPath, entry, {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: sidecar ? SIDECAR_NODE_OPTIONS : '' },
+      env: sidecar ? { ...process.env, ...SIDECAR_ENV } : { ...process.env, NODE_OPTIONS: '' },
     });
     const log = createWriteStream(path.join(logsDir, `${label}.log`), { flags: 'a' });
     let tail = '';

@@ -5,19 +5,30 @@
  */
 
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { SIDECAR_BUNDLE_FILE } from '../../cli/sidecar-entry.js';
 
 /** Absolute path of the built CLI entry. */
 export const CLI_MAIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../dist/cli/main.js');
 
-/** Throw a clear error when the CLI has not been built. */
+/** The built sidecar bundle beside it (scripts/bundle-sidecar.ts), and its source map. */
+export const SIDECAR_BUNDLE = path.join(path.dirname(CLI_MAIN), SIDECAR_BUNDLE_FILE);
+export const SIDECAR_BUNDLE_MAP = `${SIDECAR_BUNDLE}.map`;
+
+/**
+ * Throw a clear error when the CLI has not been built, or when the sidecar
+ * bundle is older than the modules it is made from (tsc alone rebuilt them).
+ */
 export function assertCliBuilt(): void {
-  if (!existsSync(CLI_MAIN)) {
-    throw new Error(
-      `${CLI_MAIN} is missing: build first with \`npx tsc -p tsconfig.build.json\` (npm test does)`,
-    );
+  for (const file of [CLI_MAIN, SIDECAR_BUNDLE]) {
+    if (!existsSync(file))
+      throw new Error(`${file} is missing: build first with \`npm run build\` (npm test does)`);
+  }
+  const bundledFrom = path.join(path.dirname(CLI_MAIN), 'proxy-main.js');
+  if (statSync(SIDECAR_BUNDLE).mtimeMs < statSync(bundledFrom).mtimeMs) {
+    throw new Error(`${SIDECAR_BUNDLE} is older than ${bundledFrom}: rebuild with \`npm run build\``);
   }
 }
 

@@ -22,7 +22,7 @@ import {
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-import { CLI_MAIN, assertCliBuilt, cliEnv } from '../common/cli.js';
+import { CLI_MAIN, SIDECAR_BUNDLE, SIDECAR_BUNDLE_MAP, assertCliBuilt, cliEnv } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
 import { injectedParts } from '../../zone-cp/webhook/webhook-inject.js';
 import { REPO_ROOT, filesUnder, isObj, loadDeployManifests, type Json } from './deploy-helpers.js';
@@ -238,6 +238,14 @@ describe('the sidecar the webhook injects', () => {
     const target = link?.[1] ?? '';
     expect(existsSync(path.join(REPO_ROOT, target))).toBe(true);
     expect(run).toMatch(new RegExp(`chmod 0755 [^&]*\\b${target.replace(/[.]/g, '\\.')}\\b`));
+    // The bundle is made in the build stage: `npm run build` runs its script, which is copied there.
+    const buildRuns = instructions.filter((i) => i.stage === 0 && i.op === 'RUN').map((i) => i.args);
+    expect(buildRuns).toContain('npm run build');
+    expect(copies.some((c) => c.stage === 0 && c.sources.includes('scripts/bundle-sidecar.ts'))).toBe(true);
+    const scripts = (
+      JSON.parse(readFileSync(path.join(REPO_ROOT, 'package.json'), 'utf8')) as { scripts: Json }
+    ).scripts;
+    expect(String(scripts.build)).toContain('dist/scripts/bundle-sidecar.js');
     // The image's WORKDIR is /opt/meshfed, where dist/ is copied.
     expect(
       instructions.some((i) => i.stage === finalStage && i.op === 'WORKDIR' && i.args === '/opt/meshfed'),
@@ -253,6 +261,30 @@ describe('the sidecar the webhook injects', () => {
     expect([...reached].some((f) => f.endsWith(path.join('cli', 'program.js')))).toBe(false);
     // The walk does see the proxy: it follows the dynamic import of proxy/index.js.
     expect([...reached].some((f) => f.endsWith(path.join('proxy', 'index.js')))).toBe(true);
+  });
+
+  it('is that entry bundled into one file: the same modules, and no package inside it', () => {
+    assertCliBuilt();
+    // The source map names every module the bundle holds, by its TypeScript source.
+    const map = JSON.parse(readFileSync(SIDECAR_BUNDLE_MAP, 'utf8')) as { sources: string[] };
+    const bundled = new Set(map.sources.map((s) => path.resolve(path.dirname(SIDECAR_BUNDLE_MAP), s)));
+    const { files: reached } = compiledImportGraph(path.join(path.dirname(CLI_MAIN), 'proxy-main.js'));
+    const sourceOf = (built: string): string =>
+      path.join(REPO_ROOT, path.relative(path.join(REPO_ROOT, 'dist'), built).replace(/\.js$/, '.ts'));
+    expect([...reached].map(sourceOf).filter((f) => !bundled.has(f))).toEqual([]);
+    expect(bundled.size).toBe(reached.size);
+    expect([...bundled].filter((f) => f.includes(`${path.sep}node_modules${path.sep}`))).toEqual([]);
+    // It requires Node's modules only: prom-client's files are loaded from
+    // node_modules by core/prom-modules.ts, and any other package would be
+    // memory every sidecar pays for (test/proxy/cli-proxy.test.ts runs it).
+    const bundle = readFileSync(SIDECAR_BUNDLE, 'utf8');
+    expect(bundle.startsWith('#!/usr/bin/env node\n')).toBe(true);
+    const required = [...bundle.matchAll(/\brequire\("([^"]+)"\)/g)].map((m) => m[1] ?? '');
+    expect(required.length).toBeGreaterThan(0);
+    expect(required.filter((r) => !r.startsWith('node:'))).toEqual([]);
+    // esbuild keeps an import() it does not bundle as it is: one would load a
+    // module outside the bundle and start Node's ES module loader again.
+    expect(bundle.match(/\bimport\s*\(/g) ?? []).toEqual([]);
   });
 });
 

@@ -30,7 +30,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
+import { SIDECAR_ENV } from '../../core/sidecar-node-options.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const AGENT_UNIT = path.join(ROOT, 'deploy/systemd/meshfed-vm-agent.service');
@@ -197,8 +197,9 @@ describe('systemd units', () => {
     expect(one(unit, 'Unit', 'ConditionDirectoryNotEmpty')).toBe('/etc/meshfed');
     for (const volatile of ['RuntimeDirectory', 'RuntimeDirectoryPreserve'])
       expect(unit.get('Service')?.has(volatile)).toBe(false);
-    // The agent hosts the VM's sidecar: it runs with the sidecar's V8 flags, as benchmarked.
-    expect(unit.get('Service')?.get('Environment')).toContain(`NODE_OPTIONS=${SIDECAR_NODE_OPTIONS}`);
+    // The agent hosts the VM's sidecar: it runs in the sidecar's environment, as benchmarked.
+    for (const [name, value] of Object.entries(SIDECAR_ENV))
+      expect(unit.get('Service')?.get('Environment')).toContain(`${name}=${value}`);
     // V8's JIT needs writable executable memory: this option would stop Node at start.
     expect(one(unit, 'Service', 'MemoryDenyWriteExecute')).toBeUndefined();
   });

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { canBind } from '../../core/free-port.js';
 import type { NetnsTopology } from '../../cli/demo/netns-topology.js';
-import { CLI_MAIN, cliEnv } from '../common/cli.js';
+import { SIDECAR_ENV } from '../../core/sidecar-node-options.js';
+import { CLI_MAIN, SIDECAR_BUNDLE, cliEnv } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
 
 const FIXTURES = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures');
@@ -90,6 +91,20 @@ export function startNode(
   };
   started.add(proc);
   return proc;
+}
+
+/**
+ * Start a sidecar as the webhook deploys it: the built bundle
+ * (`meshfed-proxy <args>`, dist/cli/meshfed-proxy.cjs) in the sidecar's
+ * environment (core/sidecar-node-options.ts).
+ */
+export function startSidecar(
+  topology: NetnsTopology,
+  zone: string,
+  label: string,
+  args: string[],
+): E2eProcess {
+  return startNode(topology, zone, label, SIDECAR_BUNDLE, args, { ...SIDECAR_ENV });
 }
 
 /** Start the built CLI (`meshfed <args>`) in a zone. */

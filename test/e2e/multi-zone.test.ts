@@ -26,6 +26,7 @@ import {
   agentFetchOne,
   buildFixtures,
   startMeshfed,
+  startSidecar,
   startNode,
   started,
   waitForOutput,
@@ -264,8 +265,7 @@ async function waitWhileAlive(
 
 function startProxy(w: Workload): E2eProcess {
   const zone = zoneOf(w.zone);
-  return startMeshfed(topology, w.zone, `proxy ${w.name}`, [
-    'proxy',
+  return startSidecar(topology, w.zone, `proxy ${w.name}`, [
     '--workload',
     w.name,
     '--namespace',

@@ -14,7 +14,7 @@ import { dumpYaml, loadYaml } from '@kubernetes/client-node';
 import { Pod } from 'kubernetes-models/v1/Pod';
 import { parse as parseYaml } from 'yaml';
 
-import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
+import { SIDECAR_ENV } from '../../core/sidecar-node-options.js';
 import { startWebhookServer } from '../../zone-cp/webhook/webhook-server.js';
 import type { WebhookServer } from '../../zone-cp/webhook/webhook-server.js';
 import type { InjectionWebhookOptions } from '../../zone-cp/webhook/webhook-admission.js';
@@ -147,8 +147,9 @@ describe('sidecar injection webhook', () => {
     expect(proxy.ports?.map((p) => p.containerPort)).toEqual([15001, 15006, 15000, 15090]);
     expect(proxy.readinessProbe?.httpGet).toEqual({ path: '/ready', port: 15000 });
     expect(proxy.securityContext?.runAsUser).toBe(1337);
-    // The sidecar's V8 flags (a 1 MiB young generation), as benchmarked.
-    expect(proxy.env?.find((e) => e.name === 'NODE_OPTIONS')?.value).toBe(SIDECAR_NODE_OPTIONS);
+    // The sidecar's environment (V8 flags, malloc arenas), as benchmarked.
+    for (const [name, value] of Object.entries(SIDECAR_ENV))
+      expect([name, proxy.env?.find((e) => e.name === name)?.value]).toEqual([name, value]);
     expect(proxy.volumeMounts).toEqual([
       { name: 'meshfed-identity', mountPath: '/var/run/secrets/meshfed', readOnly: true },
     ]);

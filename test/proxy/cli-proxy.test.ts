@@ -2,8 +2,8 @@
  * `meshfed proxy` as a user runs it (the built CLI as a child process):
  * static snapshot and certificate files, free ports reported in a ports
  * file, traffic through it to a real server proxy, clear refusals of bad
- * flags, graceful exit on SIGTERM; and the lean sidecar entry
- * (`dist/cli/proxy-main.js`, the same flags without the rest of the CLI).
+ * flags, graceful exit on SIGTERM; and the sidecar bundle
+ * (`dist/cli/meshfed-proxy.cjs`, the same flags without the rest of the CLI).
  */
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { assertCliBuilt, CLI_MAIN, cliEnv, runCli, startCli, type RunningCli } from '../common/cli.js';
+import { SIDECAR_BUNDLE, assertCliBuilt, cliEnv, runCli, startCli, type RunningCli } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
@@ -175,12 +175,12 @@ describe('meshfed proxy', () => {
     expect(invalid.stderr).toContain('proxy: must be an object');
   });
 
-  it('runs as the lean entry (proxy-main) with the same flags, and refuses bad ones', async () => {
-    const lean = path.join(path.dirname(CLI_MAIN), 'proxy-main.js');
+  it('runs as the sidecar bundle (meshfed-proxy) with the same flags, and refuses bad ones', async () => {
+    const bundle = SIDECAR_BUNDLE;
     const portsFile = path.join(dir, 'lean-ports.json');
     const child = spawn(
       process.execPath,
-      [lean, ...proxyFlagsFromFiles(portsFile), '--trust-bundle-file', path.join(dir, 'roots.pem')],
+      [bundle, ...proxyFlagsFromFiles(portsFile), '--trust-bundle-file', path.join(dir, 'roots.pem')],
       { env: { ...cliEnv(), MESHFED_PROXY_PROCESS_METRICS: 'full' }, stdio: ['ignore', 'ignore', 'pipe'] },
     );
     let stderr = '';
@@ -210,7 +210,7 @@ describe('meshfed proxy', () => {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
 
-    const bad = spawn(process.execPath, [lean, '--outbound-port', 'many'], {
+    const bad = spawn(process.execPath, [bundle, '--outbound-port', 'many'], {
       env: cliEnv(),
       stdio: ['ignore', 'ignore', 'pipe'],
     });
@@ -225,7 +225,7 @@ describe('meshfed proxy', () => {
     expect(badErr.split('a port is an integer').length).toBe(2);
 
     const help = await new Promise<{ code: number | null; out: string }>((resolve) => {
-      const child = spawn(process.execPath, [lean, '--help'], {
+      const child = spawn(process.execPath, [bundle, '--help'], {
         env: cliEnv(),
         stdio: ['ignore', 'pipe', 'ignore'],
       });

@@ -55,7 +55,7 @@ async function metric(pool: { registry: ReturnType<typeof createRegistry> }, nam
 // The worker runs as compiled JavaScript: npm test builds before jest.
 const built = workerScriptUrl();
 if (built === undefined || !existsSync(fileURLToPath(built))) {
-  throw new Error('dist/zone-cp/ca/ca-sign-worker.js is missing: run `npx tsc -p tsconfig.build.json` first');
+  throw new Error('dist/zone-cp/ca/ca-sign-worker.js is missing: run `npm run build` first');
 }
 const workerScript: URL = built;
 

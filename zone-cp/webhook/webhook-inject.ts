@@ -15,7 +15,7 @@
  * proxy container gets none (idempotent when a controller re-submits it).
  */
 
-import { SIDECAR_NODE_OPTIONS } from '../../core/sidecar-node-options.js';
+import { SIDECAR_ENV } from '../../core/sidecar-node-options.js';
 import { PROXY_CONTAINER_NAME } from '../discovery/discovery.js';
 
 /** Namespace label that turns injection on for a namespace. */
@@ -161,9 +161,10 @@ export function injectedParts(pod: Obj, options: InjectionOptions): { sidecar: O
   const sidecar: Obj = {
     name: PROXY_CONTAINER_NAME,
     image: options.proxyImage,
-    // The lean sidecar entry (cli/proxy-main.ts): `meshfed proxy`'s flags and
-    // variables (cli/commands/proxy-flags.ts) without the rest of the CLI, 3 MiB
-    // less resident memory per pod. test/deploy/manifests.test.ts parses this
+    // The lean sidecar entry (cli/proxy-main.ts, bundled by
+    // scripts/bundle-sidecar.ts): `meshfed proxy`'s flags and variables
+    // (cli/commands/proxy-flags.ts) without the rest of the CLI, 4–6 MiB less
+    // resident memory per pod at idle. test/deploy/manifests.test.ts parses this
     // command line with that entry's parser.
     command: ['meshfed-proxy'],
     args: ['--mds-address', options.zoneCpAddress],
@@ -176,7 +177,7 @@ export function injectedParts(pod: Obj, options: InjectionOptions): { sidecar: O
       { name: 'MESHFED_PROXY_OUTBOUND_PORT', value: String(OUTBOUND_PORT) },
       { name: 'MESHFED_PROXY_ADMIN_PORT', value: String(ADMIN_PORT) },
       { name: 'MESHFED_PROXY_METRICS_PORT', value: String(METRICS_PORT) },
-      { name: 'NODE_OPTIONS', value: SIDECAR_NODE_OPTIONS },
+      ...Object.entries(SIDECAR_ENV).map(([name, value]) => ({ name, value })),
       fieldEnv('MESHFED_PROXY_WORKLOAD', 'metadata.name'),
       fieldEnv('MESHFED_PROXY_NAMESPACE', 'metadata.namespace'),
       fieldEnv('POD_IP', 'status.podIP'),
