@@ -60,6 +60,7 @@ function explainParseError(err: unknown, specs: readonly FlagSpec[]): MeshError 
       if (spec !== undefined && !takesValue(spec)) {
         return refused(`option '${spec.flags}' takes no value`);
       }
+      if (/--help\b/.test(token)) return refused(`option '-h, --help' takes no value`);
       return refused(`option '${spec?.flags ?? token}' argument missing`);
     default:
       return refused((err as Error).message);
@@ -141,6 +142,12 @@ function convert(spec: FlagSpec, text: string, previous: unknown, source: string
   }
 }
 
+/** -h or --help among the options, before any `--`. */
+function asksForHelp(args: readonly string[]): boolean {
+  const end = args.indexOf('--');
+  return (end === -1 ? args : args.slice(0, end)).some((a) => a === '-h' || a === '--help');
+}
+
 export interface ParsedFlags {
   /** By flagKey; a flag given neither on the command line nor in its variable is absent. */
   values: Record<string, unknown>;
@@ -175,6 +182,11 @@ export function parseFlags(
       allowPositionals: false,
     }).values;
   } catch (err) {
+    // Asked for help, a stray word or unknown flag beside it does not stop
+    // it, as in commander; a bad value still does (both check values first).
+    const code = (err as { code?: unknown }).code;
+    const stray = code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' || code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL';
+    if (stray && asksForHelp(args)) return { values: {}, help: true };
     throw explainParseError(err, specs);
   }
   const values: Record<string, unknown> = {};

@@ -164,6 +164,14 @@ describe('the lean entry flag parser', () => {
   it('asks for help with -h or --help, listing every flag with its variable', () => {
     expect(parseFlags(PROXY_FLAGS, ['-h']).help).toBe(true);
     expect(parseFlags(PROXY_FLAGS, ['--workload', 'x', '--help']).help).toBe(true);
+    // Help wins over a stray word or an unknown flag, as in commander; not over a bad value, nor after `--`.
+    expect(parseFlags(PROXY_FLAGS, ['-h', '--bogus']).help).toBe(true);
+    expect(parseFlags(PROXY_FLAGS, ['extra', '--help']).help).toBe(true);
+    expect(refusal(['-h', '--outbound-port', 'many'])).toMatch(
+      /^option '--outbound-port <port>' argument 'many'/,
+    );
+    expect(refusal(['--', '-h'])).toMatch(/^unexpected argument '-h'/);
+    expect(refusal(['--help=1'])).toBe("option '-h, --help' takes no value");
     const help = formatHelp('meshfed-proxy [options]', 'run a sidecar', PROXY_FLAGS);
     for (const spec of PROXY_FLAGS) {
       expect(help).toContain(spec.flags);
