@@ -43,7 +43,7 @@ import { SIDECAR_SNAPSHOT_TYPE, type SidecarSnapshot } from '../core/mesh/snapsh
 import { SIDECAR_ENV } from '../core/sidecar-node-options.js';
 import { SIDECAR_BUNDLE } from '../cli/sidecar-entry.js';
 import { createTestMesh, zoneCpServerCredentials } from '../test/common/pki-fixtures.js';
-import { addedPercentiles, anonMiB, median, round, rssMiB, splitNodeArgs } from './support/load.js';
+import { addedPercentiles, median, residentMiB, round, splitNodeArgs } from './support/load.js';
 import { startCapture, tcpdumpAvailable } from './support/capture.js';
 import { measureHostStalls } from './support/host-stalls.js';
 import {
@@ -51,7 +51,7 @@ import {
   cpuSeconds,
   fixedRate,
   idleWakeupsPerSecond,
-  peakRss,
+  peakResident,
   wrk,
   type LatencyResult,
 } from './support/load-tools.js';
@@ -213,7 +213,7 @@ interface ChainFigures {
   cpuFixed: number[][];
   cpuSaturation: number[][];
   rssLoad: number[][];
-  /** Per proxy: the peak of the RSS's anonymous part at saturation (support/load.ts anonMiB). */
+  /** Per proxy: the peak of the RSS's anonymous part at saturation (support/load.ts residentMiB). */
   anonLoad: number[][];
 }
 
@@ -238,9 +238,10 @@ async function measure(
   await new Promise((resolve) => setTimeout(resolve, 500));
   const before2 = pids.map(cpuSeconds);
   const {
-    result: { result: sat, peaks },
-    peaks: anonPeaks,
-  } = await peakRss(pids, anonMiB, () => peakRss(pids, rssMiB, () => wrk(url, host, SECONDS, CONNECTIONS)));
+    result: sat,
+    rss: peaks,
+    anon: anonPeaks,
+  } = await peakResident(pids, () => wrk(url, host, SECONDS, CONNECTIONS));
   const after2 = pids.map(cpuSeconds);
   figures.saturation.push(sat);
   figures.cpuSaturation.push(
@@ -450,15 +451,10 @@ async function main(): Promise<void> {
       baseline: baseline === undefined ? [] : [baseline.client.pid, baseline.server.pid],
       nginx: [chain.client.pid, chain.server.pid],
     };
-    const rssIdle = {
-      meshfed: proxyPids.meshfed.map(rssMiB),
-      baseline: proxyPids.baseline.map(rssMiB),
-      nginx: proxyPids.nginx.map(rssMiB),
-    };
-    const anonIdle = {
-      meshfed: proxyPids.meshfed.map(anonMiB),
-      baseline: proxyPids.baseline.map(anonMiB),
-      nginx: proxyPids.nginx.map(anonMiB),
+    const residentIdle = {
+      meshfed: proxyPids.meshfed.map(residentMiB),
+      baseline: proxyPids.baseline.map(residentMiB),
+      nginx: proxyPids.nginx.map(residentMiB),
     };
     // What an idle proxy costs the node it runs on: its wake-ups, all proxies in one quiet window.
     const wakeups = await idleWakeupsPerSecond([
@@ -477,7 +473,7 @@ async function main(): Promise<void> {
     const rssFresh: Record<string, number[]> = {};
     for (const t of targets) {
       if (t.pids.length === 0) continue;
-      rssFresh[t.name] = (await peakRss(t.pids, rssMiB, () => fixedRate(t.url, t.host, RATE, SECONDS))).peaks;
+      rssFresh[t.name] = (await peakResident(t.pids, () => fixedRate(t.url, t.host, RATE, SECONDS))).rss;
       process.stderr.write(`fresh ${t.name} at ${RATE} rps: RSS ${rssFresh[t.name]?.join('/')} MiB\n`);
     }
     // Warm-up: JIT, connection pools, TLS sessions.
@@ -510,54 +506,41 @@ async function main(): Promise<void> {
     if (inPath === undefined) process.stderr.write('tcpdump is not installed: no in-path figures.\n');
 
     const direct = figures.direct as ChainFigures;
-    const chainFigures = (
-      name: string,
-      f: ChainFigures,
-      idle: number[],
-      wakeupsPerSecond: number[],
-      anonIdle: number[],
-    ): Record<string, unknown> => ({
-      p50Ms: round(medianOf(f.fixed, 'p50'), 3),
-      p90Ms: round(medianOf(f.fixed, 'p90'), 3),
-      p99Ms: round(medianOf(f.fixed, 'p99'), 3),
-      // Added latency is taken round by round (chain minus direct, measured minutes apart at most), then the median.
-      addedP50Ms: round(addedMedian(f, direct, 'p50'), 3),
-      addedP90Ms: round(addedMedian(f, direct, 'p90'), 3),
-      addedP99Ms: round(addedMedian(f, direct, 'p99'), 3),
-      fixedRateErrors: f.fixed.reduce((s, x) => s + x.errors, 0),
-      maxRps: round(medianOf(f.saturation, 'rps'), 0),
-      saturationErrors: f.saturation.reduce((s, x) => s + x.errors, 0),
-      cpuSecondsPer1kRequests: {
-        client: round(perProxy(f.cpuFixed, 0), 4),
-        server: round(perProxy(f.cpuFixed, 1), 4),
-      },
-      cpuSecondsPer1kRequestsAtSaturation: {
-        client: round(perProxy(f.cpuSaturation, 0), 4),
-        server: round(perProxy(f.cpuSaturation, 1), 4),
-      },
-      rssIdleMiB: { client: idle[0], server: idle[1] },
-      idleWakeupsPerSecond: { client: wakeupsPerSecond[0], server: wakeupsPerSecond[1] },
-      rssLoadMiB: { client: perProxy(f.rssLoad, 0), server: perProxy(f.rssLoad, 1) },
-      rssFixedRateFreshMiB: { client: rssFresh[name]?.[0] ?? NaN, server: rssFresh[name]?.[1] ?? NaN },
-      // Of those, the process's own (anonymous) memory; the rest is shared executable pages.
-      anonIdleMiB: { client: anonIdle[0], server: anonIdle[1] },
-      anonLoadMiB: { client: perProxy(f.anonLoad, 0), server: perProxy(f.anonLoad, 1) },
-      name,
-    });
-    const meshfed = chainFigures(
-      'meshfed',
-      figures.meshfed as ChainFigures,
-      rssIdle.meshfed,
-      idleWakeups.meshfed,
-      anonIdle.meshfed,
-    );
-    const nginx = chainFigures(
-      'nginx',
-      figures.nginx as ChainFigures,
-      rssIdle.nginx,
-      idleWakeups.nginx,
-      anonIdle.nginx,
-    );
+    const chainFigures = (name: 'meshfed' | 'baseline' | 'nginx'): Record<string, unknown> => {
+      const f = figures[name] as ChainFigures;
+      const idle = residentIdle[name];
+      const wakeupsPerSecond = idleWakeups[name];
+      return {
+        p50Ms: round(medianOf(f.fixed, 'p50'), 3),
+        p90Ms: round(medianOf(f.fixed, 'p90'), 3),
+        p99Ms: round(medianOf(f.fixed, 'p99'), 3),
+        // Added latency is taken round by round (chain minus direct, measured minutes apart at most), then the median.
+        addedP50Ms: round(addedMedian(f, direct, 'p50'), 3),
+        addedP90Ms: round(addedMedian(f, direct, 'p90'), 3),
+        addedP99Ms: round(addedMedian(f, direct, 'p99'), 3),
+        fixedRateErrors: f.fixed.reduce((s, x) => s + x.errors, 0),
+        maxRps: round(medianOf(f.saturation, 'rps'), 0),
+        saturationErrors: f.saturation.reduce((s, x) => s + x.errors, 0),
+        cpuSecondsPer1kRequests: {
+          client: round(perProxy(f.cpuFixed, 0), 4),
+          server: round(perProxy(f.cpuFixed, 1), 4),
+        },
+        cpuSecondsPer1kRequestsAtSaturation: {
+          client: round(perProxy(f.cpuSaturation, 0), 4),
+          server: round(perProxy(f.cpuSaturation, 1), 4),
+        },
+        rssIdleMiB: { client: idle[0]?.rss, server: idle[1]?.rss },
+        idleWakeupsPerSecond: { client: wakeupsPerSecond[0], server: wakeupsPerSecond[1] },
+        rssLoadMiB: { client: perProxy(f.rssLoad, 0), server: perProxy(f.rssLoad, 1) },
+        rssFixedRateFreshMiB: { client: rssFresh[name]?.[0] ?? NaN, server: rssFresh[name]?.[1] ?? NaN },
+        // Of those, the process's own (anonymous) memory; the rest is shared executable pages.
+        anonIdleMiB: { client: idle[0]?.anon, server: idle[1]?.anon },
+        anonLoadMiB: { client: perProxy(f.anonLoad, 0), server: perProxy(f.anonLoad, 1) },
+        name,
+      };
+    };
+    const meshfed = chainFigures('meshfed');
+    const nginx = chainFigures('nginx');
     const saturationRatio = round((meshfed.maxRps as number) / (nginx.maxRps as number), 3);
     const cpu = meshfed.cpuSecondsPer1kRequests as { client: number; server: number };
     const rssLoad = meshfed.rssLoadMiB as { client: number; server: number };
@@ -590,13 +573,7 @@ async function main(): Promise<void> {
             baseline: {
               cli: BASELINE_CLI,
               nodeArgs: BASELINE_NODE_ARGS,
-              ...chainFigures(
-                'baseline',
-                figures.baseline as ChainFigures,
-                rssIdle.baseline,
-                idleWakeups.baseline,
-                anonIdle.baseline,
-              ),
+              ...chainFigures('baseline'),
             },
           }),
       nginx,

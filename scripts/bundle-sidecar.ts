@@ -20,10 +20,10 @@
  */
 
 import { build, type BuildOptions } from 'esbuild';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { SIDECAR_BUNDLE } from '../cli/sidecar-entry.js';
 
-export const BUNDLE_OPTIONS: BuildOptions = {
+const BUNDLE_OPTIONS: BuildOptions = {
   entryPoints: [fileURLToPath(new URL('../cli/proxy-main.js', import.meta.url))],
   outfile: SIDECAR_BUNDLE,
   bundle: true,
@@ -44,12 +44,12 @@ export const BUNDLE_OPTIONS: BuildOptions = {
   logLevel: 'silent',
 };
 
-export class BundleError extends Error {
+class BundleError extends Error {
   readonly code = 'MESHFED_BUNDLE_FAILED';
 }
 
 /** Builds the bundle; any esbuild warning is an error (one would mean a module the bundle cannot run as written). */
-export async function bundleSidecar(): Promise<void> {
+async function bundleSidecar(): Promise<void> {
   const result = await build(BUNDLE_OPTIONS);
   const problems = [...result.errors, ...result.warnings];
   if (problems.length > 0) {
@@ -58,11 +58,9 @@ export async function bundleSidecar(): Promise<void> {
   }
 }
 
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  try {
-    await bundleSidecar();
-  } catch (err) {
-    process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
-    process.exit(1);
-  }
+try {
+  await bundleSidecar();
+} catch (err) {
+  process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
 }

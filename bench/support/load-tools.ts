@@ -10,6 +10,7 @@
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { residentMiB } from './load.js';
 
 export interface LatencyResult {
   rps: number;
@@ -138,21 +139,24 @@ export async function idleWakeupsPerSecond(pids: number[], ms = 3000): Promise<n
   );
 }
 
-/** Largest RSS (MiB) seen while `work` runs, sampled every 100 ms. */
-export async function peakRss<T>(
+/** Largest RSS and largest anonymous part of it (MiB) of each process while `work` runs, sampled every 100 ms. */
+export async function peakResident<T>(
   pids: number[],
-  sample: (pid: number) => number,
   work: () => Promise<T>,
-): Promise<{ result: T; peaks: number[] }> {
-  const peaks = pids.map(() => 0);
-  const timer = setInterval(
-    () => pids.forEach((pid, i) => (peaks[i] = Math.max(peaks[i] ?? 0, sample(pid) || 0))),
-    100,
-  );
+): Promise<{ result: T; rss: number[]; anon: number[] }> {
+  const rss = pids.map(() => 0);
+  const anon = pids.map(() => 0);
+  const sample = (): void =>
+    pids.forEach((pid, i) => {
+      const now = residentMiB(pid);
+      rss[i] = Math.max(rss[i] ?? 0, now.rss || 0);
+      anon[i] = Math.max(anon[i] ?? 0, now.anon || 0);
+    });
+  const timer = setInterval(sample, 100);
   try {
     const result = await work();
-    pids.forEach((pid, i) => (peaks[i] = Math.max(peaks[i] ?? 0, sample(pid) || 0)));
-    return { result, peaks };
+    sample();
+    return { result, rss, anon };
   } finally {
     clearInterval(timer);
   }

@@ -97,30 +97,34 @@ export function addedPercentiles(values: readonly number[]): {
   };
 }
 
-/** A `<field>: <n> kB` line of /proc/<pid>/status in MiB (Linux); NaN once the process is gone. */
-function statusMiB(pid: number, field: string): number {
+/** `<field>: <n> kB` lines of /proc/<pid>/status in MiB (Linux), one read; NaN once the process is gone. */
+function statusMiB(pid: number, fields: readonly string[]): number[] {
+  let status = '';
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return fields.map(() => NaN);
+  }
+  return fields.map((field) => {
     const kb = Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)?.[1] ?? NaN);
     return Math.round((kb / 1024) * 10) / 10;
-  } catch {
-    return NaN;
-  }
+  });
 }
 
 /** Resident set size of a process in MiB. */
 export function rssMiB(pid: number): number {
-  return statusMiB(pid, 'VmRSS');
+  return statusMiB(pid, ['VmRSS'])[0] ?? NaN;
 }
 
 /**
- * The anonymous part of the resident set (heap, stacks, malloc), in MiB: what
- * one more copy of the process adds to a node. The rest of the RSS is the
- * executable's and libraries' pages, which every process of the same binary
- * shares through the page cache.
+ * The resident set and its anonymous part (heap, stacks, malloc), in MiB,
+ * from one read. The anonymous part is what one more copy of the process
+ * adds to a node; the rest of the RSS is the executable's and libraries'
+ * pages, which every process of the same binary shares through the page cache.
  */
-export function anonMiB(pid: number): number {
-  return statusMiB(pid, 'RssAnon');
+export function residentMiB(pid: number): { rss: number; anon: number } {
+  const [rss = NaN, anon = NaN] = statusMiB(pid, ['VmRSS', 'RssAnon']);
+  return { rss, anon };
 }
 
 export function round(value: number, digits = 1): number {
