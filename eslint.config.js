@@ -41,6 +41,24 @@ export default tseslint.config(
     },
   },
   {
+    // The sidecar and what it imports read time without loading more of Node than they must: Date's string
+    // methods initialise ICU's time zones (~1 MiB per process, core/utc-format.ts) and the global
+    // `performance` loads node:perf_hooks (0.55 MiB, core/clock.ts).
+    files: ['proxy/**/*.ts', 'core/**/*.ts', 'cli/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: {
+      'no-restricted-properties': [
+        'error',
+        { property: 'toISOString', message: 'Use formatIsoTime from core/utc-format.ts.' },
+        { property: 'toUTCString', message: 'Use formatHttpDate from core/utc-format.ts.' },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'performance', message: 'Use monotonicMs from core/clock.ts.' },
+      ],
+    },
+  },
+  {
     files: ['*.config.js'],
     rules: { 'no-restricted-syntax': 'off' },
   },

@@ -4,6 +4,8 @@
  * (or `*`). The level floor comes from MESHFED_LOG_LEVEL (default info).
  */
 
+import { formatIsoTime } from './utc-format.js';
+
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
 const levelRank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -52,7 +54,7 @@ export function createLogger(component: string): Logger {
   const debug = debugEnabledFor(component);
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (level === 'debug' ? !debug : levelRank[level] < floor) return;
-    const record: Record<string, unknown> = { time: new Date().toISOString(), level, component, msg };
+    const record: Record<string, unknown> = { time: formatIsoTime(Date.now()), level, component, msg };
     if (fields) {
       for (const [k, v] of Object.entries(fields)) record[k] = serializeError(v);
     }

@@ -9,10 +9,14 @@
  *   `nodejs_gc_duration_seconds` runs a callback on every collection (at a
  *   sidecar's saturation, over a hundred a second).
  * - `lean`: every other one, computed when scraped, plus
- *   `nodejs_eventloop_lag_seconds` measured at the scrape. What a sidecar
- *   runs with by default: it runs next to every workload, so an idle one
- *   should sleep (Istio trims its sidecars' Envoy statistics by default for
- *   the same reason).
+ *   `nodejs_eventloop_lag_seconds` measured at the scrape, but without
+ *   `nodejs_heap_space_size_{total,used,available}_bytes`: V8's per-space
+ *   figures need node:v8, whose loading costs a process 0.4 MiB of resident
+ *   memory (docs/performance.md, session 13); the heap's totals
+ *   (`nodejs_heap_size_*`) stay. What a sidecar runs with by default: it
+ *   runs next to every workload, so an idle one should sleep and stay small
+ *   (Istio trims its sidecars' Envoy statistics by default for the same
+ *   reason).
  * - `off`: none (tests, several components in one process).
  */
 
@@ -34,12 +38,11 @@ const SCRAPE_TIME_MODULES = [
   'processHandles',
   'processRequests',
   'heapSizeAndUsed',
-  'heapSpacesSizeAndUsed',
   'version',
 ];
 
-/** The two that run between scrapes (see the file comment). */
-const CONTINUOUS_MODULES = ['eventLoopLag', 'gc'];
+/** The ones only `full` has: the two that run between scrapes, and the one that loads node:v8 (file comment). */
+const FULL_ONLY_MODULES = ['eventLoopLag', 'gc', 'heapSpacesSizeAndUsed'];
 
 /**
  * process_cpu_{user,system,}_seconds_total, as prom-client's default metrics
@@ -95,7 +98,7 @@ export function registerProcessMetrics(registry: Prom.Registry, set: ProcessMetr
   const config = { eventLoopMonitoringPrecision: 10 };
   for (const name of SCRAPE_TIME_MODULES) defaultMetric(name)(registry, config);
   if (set === 'full') {
-    for (const name of CONTINUOUS_MODULES) defaultMetric(name)(registry, config);
+    for (const name of FULL_ONLY_MODULES) defaultMetric(name)(registry, config);
   } else {
     eventLoopLagAtScrape(registry);
   }

@@ -11,6 +11,7 @@ import net from 'node:net';
 import { createRegistry, type Registry } from '../core/metrics.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { ErrorCodes, MeshError, isMeshError } from '../core/errors.js';
+import { formatIsoTime } from '../core/utc-format.js';
 import { createAdminServer, type AdminSource } from './admin/admin-server.js';
 import { createMetricsServer } from './admin/metrics-server.js';
 import { ClusterManager, DEFAULT_PLAINTEXT_IDLE_MS, type ClusterRuntime } from './cluster/cluster-runtime.js';
@@ -196,7 +197,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
       sourceHeader: formatSourceHeader(self),
     };
     this.accessLog.enabled = this.options.accessLog || compiled.accessLog;
-    this.#appliedAt = new Date().toISOString();
+    this.#appliedAt = formatIsoTime(Date.now());
     this.#pruneAppPools(compiled.inbound.ports);
     this.stats.configUpdates.inc({ result: 'applied' });
     this.logger.info('snapshot applied', {
@@ -210,7 +211,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
   noteRejected(version: string, error: string): void {
     if (this.#lastError?.version === version && this.#lastError.error === error) return;
     this.stats.configUpdates.inc({ result: 'rejected' });
-    this.#lastError = { version, error, at: new Date().toISOString() };
+    this.#lastError = { version, error, at: formatIsoTime(Date.now()) };
     this.logger.warn('snapshot rejected; keeping the last good config', { version, error });
   }
 
@@ -226,7 +227,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
     this.#useMaterial(material);
     this.logger.info('workload certificate installed', {
       spiffeId: material.spiffeId,
-      notAfter: material.notAfter.toISOString(),
+      notAfter: formatIsoTime(material.notAfter.getTime()),
     });
   }
 
@@ -347,7 +348,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
     if (m === undefined) return { certificate: null };
     return {
       spiffeId: m.spiffeId,
-      notAfter: m.notAfter.toISOString(),
+      notAfter: formatIsoTime(m.notAfter.getTime()),
       chain: m.chain,
       roots: m.roots.length,
     };

@@ -13,6 +13,7 @@ import { principalOf } from './api-server.js';
 import { parseDuration } from '../resource/duration.js';
 import type { TokenKind } from '../token/token.js';
 import type { IssueOptions, TokenService } from '../auth/token-service.js';
+import { formatIsoTime } from '../utc-format.js';
 
 /** How one token kind is requested. */
 export interface TokenKindSpec {
@@ -50,9 +51,7 @@ export function registerTokenRoutes(
         kind: issued.claims.kind,
         name: issued.claims.sub,
         ...(issued.claims.zone === undefined ? {} : { zone: issued.claims.zone }),
-        ...(issued.claims.exp === undefined
-          ? {}
-          : { expiresAt: new Date(issued.claims.exp * 1000).toISOString() }),
+        ...(issued.claims.exp === undefined ? {} : { expiresAt: formatIsoTime(issued.claims.exp * 1000) }),
       });
     })
     .add('DELETE', '/api/v1/tokens/:id', 'write', async (ctx) => {

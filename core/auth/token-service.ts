@@ -24,6 +24,7 @@ import {
   TOKEN_RECORD_KIND,
   secretResource,
 } from './internal-kinds.js';
+import { formatIsoTime } from '../utc-format.js';
 
 /** Token kinds that authenticate REST API callers; only admin may write. */
 export const API_TOKEN_KINDS: readonly TokenKind[] = ['admin', 'readonly'];
@@ -118,10 +119,8 @@ export class TokenService implements Authenticator {
         subject,
         ...(options.zone === undefined ? {} : { zone: options.zone }),
         ...(options.ext === undefined ? {} : { ext: options.ext }),
-        createdAt: new Date(issued.claims.iat * 1000).toISOString(),
-        ...(issued.claims.exp === undefined
-          ? {}
-          : { expiresAt: new Date(issued.claims.exp * 1000).toISOString() }),
+        createdAt: formatIsoTime(issued.claims.iat * 1000),
+        ...(issued.claims.exp === undefined ? {} : { expiresAt: formatIsoTime(issued.claims.exp * 1000) }),
         revoked: false,
       },
     });
@@ -134,7 +133,7 @@ export class TokenService implements Authenticator {
     if (record === undefined) throw new MeshError(ErrorCodes.NOT_FOUND, `no token with id ${tokenId}`);
     if (record.spec.revoked === true) return;
     await this.store.update(
-      { ...record, spec: { ...record.spec, revoked: true, revokedAt: new Date().toISOString() } },
+      { ...record, spec: { ...record.spec, revoked: true, revokedAt: formatIsoTime(Date.now()) } },
       { expectedResourceVersion: record.metadata.resourceVersion },
     );
     // Effective at once on this replica; others learn it through their watch.

@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import { generateP256KeyPair } from '../pki/keygen.js';
 import { requestCertificate, type IssuedCertificate } from './ca-client.js';
 import type { ZoneCredential } from './zone-channel.js';
+import { formatIsoTime } from '../utc-format.js';
 
 export interface CurrentCertificate {
   /** Leaf first, then intermediates. */
@@ -144,7 +145,7 @@ export class CertificateManager extends EventEmitter {
     this.#options.logger?.info('workload certificate issued', {
       spiffeId: next.spiffeId,
       serial: next.serial,
-      notAfter: next.notAfter.toISOString(),
+      notAfter: formatIsoTime(next.notAfter.getTime()),
     });
     this.emit('rotated', next);
     return next;

@@ -20,6 +20,7 @@ import {
   subjectKeyIdOf,
 } from './x509-build.js';
 import { ExtensionOids, readCertificate, readSanUris, readSubjectKeyId } from './x509-read.js';
+import { formatIsoTime } from '../utc-format.js';
 
 /** What `createRootCa` returns: PEMs to store (the key stays in the global control plane) and the pin. */
 export interface CaMaterial {
@@ -185,7 +186,7 @@ export function loadCa(certPem: string, keyPem: string, options: LoadCaOptions =
   const fields = readCertificate(der);
   const now = options.now ?? Date.now();
   if (fields.notAfter.getTime() <= now) {
-    throw pkiError(`CA certificate expired at ${fields.notAfter.toISOString()}`);
+    throw pkiError(`CA certificate expired at ${formatIsoTime(fields.notAfter.getTime())}`);
   }
   const certKey = cert.publicKey;
   if (certKey.asymmetricKeyType !== 'ec' || certKey.asymmetricKeyDetails?.namedCurve !== 'prime256v1') {

@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import type { Resource, ResourceKey, StoredResource } from '../resource/resource.js';
 import { formatKey } from '../resource/resource.js';
 import type { Watch, WatchEventType, WatchHandlers } from './store.js';
+import { formatIsoTime } from '../utc-format.js';
 
 /** Metadata the store owns; everything else comes from the caller. */
 export interface ServerMeta {
@@ -45,7 +46,7 @@ export function checkResource(resource: Resource): ResourceKey {
 
 /** Server metadata for a new object. */
 export function newServerMeta(): ServerMeta {
-  return { uid: randomUUID(), creationTimestamp: new Date().toISOString(), generation: 1 };
+  return { uid: randomUUID(), creationTimestamp: formatIsoTime(Date.now()), generation: 1 };
 }
 
 /** Server metadata for a replacement: identity kept, generation bumped only on a spec change. */

@@ -10,6 +10,7 @@
 import { createHash, createPublicKey, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
 import { ErrorCodes, MeshError } from '../errors.js';
 import { assertP256, signingKeyId } from './signing-key.js';
+import { formatIsoTime } from '../utc-format.js';
 
 export const TOKEN_KINDS = ['admin', 'readonly', 'zone', 'proxy', 'vm'] as const;
 export type TokenKind = (typeof TOKEN_KINDS)[number];
@@ -91,8 +92,8 @@ function nowSeconds(): number {
 }
 
 function iso(seconds: number): string {
-  const date = new Date(seconds * 1000);
-  return Number.isNaN(date.getTime()) ? String(seconds) : date.toISOString();
+  const ms = seconds * 1000;
+  return Number.isNaN(new Date(ms).getTime()) ? String(seconds) : formatIsoTime(ms);
 }
 
 /** Decodes base64url, accepting only the canonical unpadded spelling. */

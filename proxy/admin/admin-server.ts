@@ -5,6 +5,7 @@
  */
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import { stampDateHeaders } from '../http/date-header.js';
 
 export interface AdminSource {
   /** Undefined when ready, else why not. */
@@ -30,37 +31,39 @@ function json(res: ServerResponse, status: number, value: unknown): void {
 }
 
 export function createAdminServer(source: AdminSource): http.Server {
-  return http.createServer((req: IncomingMessage, res: ServerResponse) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      send(res, 405, 'only GET\n', 'text/plain');
-      return;
-    }
-    switch (url.pathname) {
-      case '/ready': {
-        const reason = source.notReadyReason();
-        if (reason === undefined) send(res, 200, 'LIVE\n', 'text/plain');
-        else send(res, 503, `NOT READY: ${reason}\n`, 'text/plain');
+  return stampDateHeaders(
+    http.createServer((req: IncomingMessage, res: ServerResponse) => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(res, 405, 'only GET\n', 'text/plain');
         return;
       }
-      case '/config_dump':
-        json(res, 200, source.configDump());
-        return;
-      case '/stats':
-        if (url.searchParams.get('format') === 'json') json(res, 200, source.statsJson());
-        else send(res, 200, source.statsText(), 'text/plain');
-        return;
-      case '/certs':
-        json(res, 200, source.certs());
-        return;
-      case '/clusters':
-        json(res, 200, source.clusters());
-        return;
-      case '/':
-        send(res, 200, 'meshfed proxy admin: /ready /config_dump /stats /certs /clusters\n', 'text/plain');
-        return;
-      default:
-        send(res, 404, 'not found\n', 'text/plain');
-    }
-  });
+      switch (url.pathname) {
+        case '/ready': {
+          const reason = source.notReadyReason();
+          if (reason === undefined) send(res, 200, 'LIVE\n', 'text/plain');
+          else send(res, 503, `NOT READY: ${reason}\n`, 'text/plain');
+          return;
+        }
+        case '/config_dump':
+          json(res, 200, source.configDump());
+          return;
+        case '/stats':
+          if (url.searchParams.get('format') === 'json') json(res, 200, source.statsJson());
+          else send(res, 200, source.statsText(), 'text/plain');
+          return;
+        case '/certs':
+          json(res, 200, source.certs());
+          return;
+        case '/clusters':
+          json(res, 200, source.clusters());
+          return;
+        case '/':
+          send(res, 200, 'meshfed proxy admin: /ready /config_dump /stats /certs /clusters\n', 'text/plain');
+          return;
+        default:
+          send(res, 404, 'not found\n', 'text/plain');
+      }
+    }),
+  );
 }

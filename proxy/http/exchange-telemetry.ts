@@ -4,6 +4,7 @@
  * request.
  */
 
+import { monotonicMs } from '../../core/clock.js';
 import type { ProxyContext } from '../proxy-context.js';
 import type { SpliceResult } from '../tcp/tcp-splice.js';
 import type { BaseSeries } from '../telemetry/istio-metrics.js';
@@ -49,7 +50,7 @@ export function recordTunnelMetrics(
     result.error === undefined ? '-' : 'UC',
     '',
     'http',
-    performance.now() - startMs,
+    monotonicMs() - startMs,
     result.received,
     result.sent,
   );

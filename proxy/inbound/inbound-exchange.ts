@@ -8,6 +8,8 @@
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import { monotonicMs } from '../../core/clock.js';
+import { formatIsoTime } from '../../core/utc-format.js';
 import type { InboundPortConfig } from '../config/config-types.js';
 import { endToEndHeaders, firstHeader, MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { addExchangeSpan, recordExchangeMetrics, SPAN_KIND_SERVER } from '../http/exchange-telemetry.js';
@@ -172,7 +174,7 @@ export class InboundExchange extends HttpExchange {
     const ctx = this.ctx;
     ctx.stats.active.inbound--;
     if (this.attempt !== undefined && !this.attempt.settled) this.attempt.abort();
-    const durationMs = performance.now() - this.startMs;
+    const durationMs = monotonicMs() - this.startMs;
     recordExchangeMetrics(ctx, this, this.#series(), durationMs);
     if (ctx.accessLog.enabled) this.#log(durationMs);
     if (this.span !== undefined && ctx.tracer !== undefined) {
@@ -223,7 +225,7 @@ export class InboundExchange extends HttpExchange {
     const req = this.req;
     const h = req.headers;
     this.ctx.accessLog.write({
-      start_time: new Date(this.startTime).toISOString(),
+      start_time: formatIsoTime(this.startTime),
       direction: 'inbound',
       method: req.method ?? '',
       path: req.url ?? '',

@@ -13,6 +13,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
+import { monotonicMs } from '../../core/clock.js';
 import { parseMeshSni } from '../../core/mesh/sni.js';
 import { parseSpiffeId } from '../../core/pki/spiffe.js';
 import type { InboundPortConfig } from '../config/config-types.js';
@@ -298,7 +299,7 @@ export class InboundListener extends HttpListener {
     app.once('error', onError);
     app.once('connect', () => {
       app.removeListener('error', onError);
-      const start = performance.now();
+      const start = monotonicMs();
       tunnelUpgrade(socket, app, requestHead, head, ctx.tunnels, (status, result) => {
         const base = ctx.metrics.base({
           reporter: 'destination',
@@ -354,7 +355,7 @@ function handleInbound(
   req: DownstreamRequest,
   res: DownstreamResponse,
 ): void {
-  const start = performance.now();
+  const start = monotonicMs();
   const active = ctx.active();
   if (active === undefined) {
     sendLocalReply(res, 503, 'proxy has no configuration yet', false);

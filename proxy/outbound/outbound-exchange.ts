@@ -11,6 +11,8 @@
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
+import { monotonicMs } from '../../core/clock.js';
+import { formatIsoTime } from '../../core/utc-format.js';
 import type { ClusterRuntime } from '../cluster/cluster-runtime.js';
 import type { PendingWaiter } from '../cluster/circuit-breaker.js';
 import type { EndpointState } from '../cluster/endpoint-state.js';
@@ -522,7 +524,7 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
     this.#releaseSlot();
     const ctx = this.ctx;
     ctx.stats.active.outbound--;
-    const durationMs = performance.now() - this.startMs;
+    const durationMs = monotonicMs() - this.startMs;
     recordExchangeMetrics(ctx, this, this.#series(), durationMs);
     if (ctx.accessLog.enabled) this.#log(durationMs);
     if (this.span !== undefined && ctx.tracer !== undefined) {
@@ -574,7 +576,7 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
     const req = this.req;
     const h = req.headers;
     this.ctx.accessLog.write({
-      start_time: new Date(this.startTime).toISOString(),
+      start_time: formatIsoTime(this.startTime),
       direction: 'outbound',
       method: req.method ?? '',
       path: this.path || (req.url ?? ''),

@@ -9,6 +9,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
+import { monotonicMs } from '../../core/clock.js';
 import { MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { recordTunnelMetrics } from '../http/exchange-telemetry.js';
 import { HttpListener, kContext, type ContextHolder } from '../http/http-listener.js';
@@ -109,7 +110,7 @@ export class OutboundListener extends HttpListener {
     upstream.once('error', onError);
     upstream.once(tls ? 'secureConnect' : 'connect', () => {
       upstream.removeListener('error', onError);
-      const start = performance.now();
+      const start = monotonicMs();
       tunnelUpgrade(socket, upstream, requestHead, head, ctx.tunnels, (status, result) => {
         const base = ctx.metrics.base({
           reporter: 'source',
@@ -181,7 +182,7 @@ function onH2Request(
 }
 
 function handleOutbound(ctx: ProxyContext, req: DownstreamRequest, res: DownstreamResponse): void {
-  const start = performance.now();
+  const start = monotonicMs();
   const active = ctx.active();
   if (active === undefined) {
     sendLocalReply(res, 503, 'proxy has no configuration yet', false);

@@ -8,6 +8,8 @@
  */
 
 import type { Socket } from 'node:net';
+import { monotonicMs } from '../../core/clock.js';
+import { formatIsoTime } from '../../core/utc-format.js';
 import type { ClusterRuntime } from '../cluster/cluster-runtime.js';
 import type { EndpointState } from '../cluster/endpoint-state.js';
 import type { PendingWaiter } from '../cluster/circuit-breaker.js';
@@ -44,7 +46,7 @@ export function proxyTcp(
   const dest = pickDestination(route);
   const name = dest?.clusterByPort.get(port);
   const cluster = name === undefined ? undefined : active.clusters.get(name);
-  const start = performance.now();
+  const start = monotonicMs();
   const fail = (reason: string, flag: string, cl: ClusterRuntime | undefined): void => {
     outcome.onReady?.(reason, flag);
     record(ctx, active, service, cl, undefined, flag, 0, 0, true);
@@ -129,7 +131,7 @@ export function proxyTcp(
         closed.received += result.received + (head?.length ?? 0);
         if (ctx.accessLog.enabled) {
           ctx.accessLog.write({
-            start_time: new Date(Date.now() - (performance.now() - start)).toISOString(),
+            start_time: formatIsoTime(Date.now() - (monotonicMs() - start)),
             direction: 'outbound',
             method: '',
             path: '',
@@ -140,7 +142,7 @@ export function proxyTcp(
             response_code_details: result.error?.message ?? '',
             bytes_received: result.received,
             bytes_sent: result.sent,
-            duration: Math.round((performance.now() - start) * 1000) / 1000,
+            duration: Math.round((monotonicMs() - start) * 1000) / 1000,
             upstream_cluster: cluster.name,
             upstream_host: e.key,
             upstream_peer: upstream[kPeerId] ?? '',

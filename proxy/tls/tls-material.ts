@@ -11,6 +11,7 @@ import { createSecureContext, type PeerCertificate, type SecureContext, type TLS
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { pemToDerList, derToPem } from '../../core/pki/pem.js';
 import { parseSpiffeId } from '../../core/pki/spiffe.js';
+import { formatIsoTime } from '../../core/utc-format.js';
 
 /** What `ProxyHandle.setCredentials` takes (the CertificateManager's `current()` fits). */
 export interface ProxyCredentials {
@@ -146,8 +147,8 @@ function infoOf(cert: X509Certificate): CertificateInfo {
   return {
     spiffeId: spiffeIdOfAltName(cert.subjectAltName),
     serial: cert.serialNumber,
-    notBefore: new Date(cert.validFrom).toISOString(),
-    notAfter: new Date(cert.validTo).toISOString(),
+    notBefore: formatIsoTime(Date.parse(cert.validFrom)),
+    notAfter: formatIsoTime(Date.parse(cert.validTo)),
     issuer: cert.issuer.replace(/\n/g, ', '),
     fingerprint256: cert.fingerprint256,
   };

@@ -3,7 +3,17 @@
  * static snapshot and certificate files, free ports reported in a ports
  * file, traffic through it to a real server proxy, clear refusals of bad
  * flags, graceful exit on SIGTERM; and the sidecar bundle
- * (`dist/cli/meshfed-proxy.cjs`, the same flags without the rest of the CLI).
+ * (`dist/cli/meshfed-proxy.cjs`, the same flags without the rest of the CLI),
+ * including what it keeps out of its process (docs/performance.md, session
+ * 13): after start-up, a proxied request, a chunked one (the node:http
+ * path), a local reply, a Prometheus scrape and every admin endpoint, no
+ * Date string method has run in its code (the first initialises ICU's time
+ * zone data, core/utc-format.ts), yet every answer carries a Date header,
+ * and node:perf_hooks and node:v8 were never loaded (core/clock.ts,
+ * core/process-metrics.ts). A preload (`--require`) wraps Date's string
+ * methods and reports, at exit, which ran and which built-in modules were
+ * loaded; Node's own calls go through primordials it captured before the
+ * preload, so the servers' Date headers are checked by the header itself.
  */
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -36,6 +46,7 @@ let cli: RunningCli | undefined;
 beforeAll(async () => {
   assertCliBuilt();
   dir = mkdtempSync(path.join(os.tmpdir(), 'meshfed-proxy-cli-'));
+  writeFileSync(path.join(dir, 'guard.cjs'), GUARD);
   app = await startApp('backend');
   server = await startTestProxy(
     mesh,
@@ -77,6 +88,75 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+const GUARD = `
+const { writeFileSync } = require('node:fs');
+const ran = new Set();
+for (const name of ['toISOString', 'toUTCString', 'toString', 'toJSON', 'toDateString', 'toTimeString',
+  'toLocaleString', 'toLocaleDateString', 'toLocaleTimeString']) {
+  const original = Date.prototype[name];
+  Date.prototype[name] = function (...args) { ran.add(name); return original.apply(this, args); };
+}
+process.on('exit', () => {
+  const modules = process.moduleLoadList.filter((m) => m.startsWith('NativeModule ')).map((m) => m.slice(13));
+  writeFileSync(process.env.FOOTPRINT_REPORT, JSON.stringify({ dateMethods: [...ran].sort(), modules }));
+});
+`;
+
+/** IMF-fixdate, as RFC 9110 §5.6.7 has a Date header. */
+const HTTP_DATE =
+  /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) \d{4} \d\d:\d\d:\d\d GMT$/;
+
+interface Report {
+  dateMethods: string[];
+  modules: string[];
+}
+
+interface ReportedPorts {
+  outbound: number;
+  admin: number;
+  metrics: number;
+}
+
+/** The ports a proxy wrote to `portsFile`, once it has. */
+function reportedPorts(portsFile: string, stderr: () => string): Promise<ReportedPorts> {
+  return waitFor(
+    () => {
+      try {
+        return JSON.parse(readFileSync(portsFile, 'utf8')) as ReportedPorts;
+      } catch {
+        return undefined;
+      }
+    },
+    { what: `the ports file ${path.basename(portsFile)} (stderr: ${stderr()})` },
+  );
+}
+
+let reports = 0;
+
+/**
+ * Runs `args` under the guard and returns its report once the process has exited with 0: by itself, or
+ * on SIGTERM once `exercise` is done with it.
+ */
+async function guarded(args: string[], exercise?: (stderr: () => string) => Promise<void>): Promise<Report> {
+  const report = path.join(dir, `report-${++reports}.json`);
+  const child = spawn(process.execPath, ['--require', path.join(dir, 'guard.cjs'), ...args], {
+    env: cliEnv({ FOOTPRINT_REPORT: report }),
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
+  if (exercise !== undefined) {
+    try {
+      await exercise(() => stderr);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGTERM');
+    }
+  }
+  expect(await exited).toBe(0);
+  return JSON.parse(readFileSync(report, 'utf8')) as Report;
+}
+
 /** The flags of a proxy run from the files in `dir`, every port 0, reporting its ports to `portsFile`. */
 function proxyFlagsFromFiles(portsFile: string): string[] {
   return [
@@ -97,20 +177,7 @@ describe('meshfed proxy', () => {
         MESHFED_PROXY_ACCESS_LOG: 'true',
       },
     });
-    const ports = await waitFor(
-      () => {
-        try {
-          return JSON.parse(readFileSync(portsFile, 'utf8')) as {
-            outbound: number;
-            admin: number;
-            metrics: number;
-          };
-        } catch {
-          return undefined;
-        }
-      },
-      { what: `the ports file (stderr: ${cli.stderr()})` },
-    );
+    const ports = await reportedPorts(portsFile, () => cli?.stderr() ?? '');
     expect((await fetch(`http://127.0.0.1:${ports.admin}/ready`)).status).toBe(200);
     const answer = await request(ports.outbound, 'backend', '/through-the-cli');
     expect(answer.status).toBe(200);
@@ -187,16 +254,7 @@ describe('meshfed proxy', () => {
     child.stderr?.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
     try {
-      const ports = await waitFor(
-        () => {
-          try {
-            return JSON.parse(readFileSync(portsFile, 'utf8')) as { outbound: number; metrics: number };
-          } catch {
-            return undefined;
-          }
-        },
-        { what: `the lean entry's ports file (stderr: ${stderr})` },
-      );
+      const ports = await reportedPorts(portsFile, () => stderr);
       const answer = await request(ports.outbound, 'backend', '/through-the-lean-entry');
       expect(answer.status).toBe(200);
       expect(answer.body).toBe('backend\n');
@@ -237,5 +295,56 @@ describe('meshfed proxy', () => {
     expect(help.out).toContain('Usage: meshfed-proxy [options]');
     expect(help.out).toContain('--mds-address <host:port>');
     expect(help.out).toContain('env: MESHFED_MDS_ADDRESS');
+  });
+});
+
+describe('the sidecar bundle', () => {
+  it('formats no Date through V8 and loads neither node:perf_hooks nor node:v8, yet sends Date headers', async () => {
+    const portsFile = path.join(dir, 'footprint-ports.json');
+    const report = await guarded(
+      [
+        SIDECAR_BUNDLE,
+        ...proxyFlagsFromFiles(portsFile),
+        ...['--trust-bundle-file', path.join(dir, 'roots.pem'), '--access-log'],
+      ],
+      async (stderr) => {
+        const ports = await reportedPorts(portsFile, stderr);
+        const proxied = await request(ports.outbound, 'backend', '/plain');
+        expect(proxied.status).toBe(200);
+        const chunked = await request(ports.outbound, 'backend', '/chunked', {
+          method: 'POST',
+          headers: { 'transfer-encoding': 'chunked' },
+          body: 'a chunked body',
+        });
+        expect(chunked.status).toBe(200);
+        const local = await request(ports.outbound, 'nobody-knows-this-host', '/');
+        expect(local.status).toBeGreaterThanOrEqual(400);
+        expect(local.headers.date).toMatch(HTTP_DATE);
+        const scrape = await fetch(`http://127.0.0.1:${ports.metrics}/stats/prometheus`);
+        expect(scrape.status).toBe(200);
+        expect(scrape.headers.get('date')).toMatch(HTTP_DATE);
+        expect(await scrape.text()).toMatch(/^nodejs_heap_size_used_bytes\{component="proxy"\} \d+/m);
+        for (const endpoint of ['/ready', '/config_dump', '/stats', '/certs', '/clusters', '/']) {
+          const answer = await fetch(`http://127.0.0.1:${ports.admin}${endpoint}`);
+          expect(`${endpoint} ${answer.status}`).toBe(`${endpoint} 200`);
+          expect(answer.headers.get('date')).toMatch(HTTP_DATE);
+          await answer.arrayBuffer();
+        }
+        const certs = (await (await fetch(`http://127.0.0.1:${ports.admin}/certs`)).json()) as unknown;
+        // The certificate's dates come out as ISO text all the same.
+        expect(JSON.stringify(certs)).toMatch(/"notAfter":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"/);
+      },
+    );
+    expect(report.dateMethods).toEqual([]);
+    expect(report.modules.filter((m) => m === 'perf_hooks' || m === 'v8')).toEqual([]);
+  });
+
+  it('sees what it guards against (the check can fail)', async () => {
+    const report = await guarded([
+      '-e',
+      "new Date().toISOString(); JSON.stringify({ at: new Date() }); performance.now(); require('node:v8');",
+    ]);
+    expect(report.dateMethods).toEqual(['toISOString', 'toJSON']);
+    expect(report.modules).toEqual(expect.arrayContaining(['perf_hooks', 'v8']));
   });
 });

@@ -3,7 +3,8 @@
  * process metrics as prom-client's collectDefaultMetrics, without loading
  * prom-client's index and the @opentelemetry/api it pulls in (≈ 7.5 MiB of
  * resident memory per sidecar); the `lean` set a sidecar runs with leaves
- * out the two that run between scrapes (core/process-metrics.ts).
+ * out the two that run between scrapes and the one that loads node:v8
+ * (core/process-metrics.ts).
  */
 
 import { describe, expect, test } from '@jest/globals';
@@ -41,7 +42,9 @@ async function inFreshProcess(script: string): Promise<unknown> {
   return JSON.parse(stdout);
 }
 
-const CONTINUOUS = /^nodejs_(gc_duration_seconds|eventloop_lag_(min|max|mean|stddev|p50|p90|p99)_seconds)$/;
+/** What only the full set has: the two sampled between scrapes, and V8's per-space sizes (node:v8). */
+const FULL_ONLY =
+  /^nodejs_(gc_duration_seconds|eventloop_lag_(min|max|mean|stddev|p50|p90|p99)_seconds|heap_space_size_(total|used|available)_bytes)$/;
 
 describe('process metrics', () => {
   test('full: the ones prom-client collects by default, with live values', async () => {
@@ -53,10 +56,11 @@ describe('process metrics', () => {
     expect(Number(rss?.[1])).toBeGreaterThan(10 * 1024 * 1024);
   });
 
-  test('lean: all but the event-loop delay histogram and the GC durations; the lag is measured at the scrape', async () => {
+  test('lean: all but the event-loop delay histogram, the GC durations and the heap spaces; the lag is measured at the scrape', async () => {
     const registry = createRegistry('proxy', 'lean');
     const text = await registry.metrics();
-    const expected = (await referenceNames()).filter((name) => !CONTINUOUS.test(name));
+    const expected = (await referenceNames()).filter((name) => !FULL_ONLY.test(name));
+    expect(expected).toContain('nodejs_heap_size_used_bytes');
     expect(expected).toContain('nodejs_eventloop_lag_seconds');
     expect(metricNames(text)).toEqual(expected);
     // Measured during this scrape: a number, not prom-client's value from the previous one.
@@ -65,16 +69,17 @@ describe('process metrics', () => {
     expect(metricNames(await createRegistry('proxy', 'off').metrics())).toEqual([]);
   });
 
-  test('lean starts neither the event-loop monitor nor the GC observer: node:perf_hooks is not even loaded', async () => {
+  test('lean starts neither the event-loop monitor nor the GC observer: node:perf_hooks and node:v8 are not even loaded', async () => {
     const loaded = await inFreshProcess(`
+      const has = () => ['perf_hooks', 'v8'].filter((m) => process.moduleLoadList.includes('NativeModule ' + m));
       const lean = metrics.createRegistry('proxy', 'lean');
       await lean.metrics();
-      const afterLean = process.moduleLoadList.includes('NativeModule perf_hooks');
+      const afterLean = has();
       await metrics.createRegistry('proxy', 'full').metrics();
-      console.log(JSON.stringify([afterLean, process.moduleLoadList.includes('NativeModule perf_hooks')]));
+      console.log(JSON.stringify([afterLean, has()]));
     `);
-    // The second value shows the check can fail: the full set loads it.
-    expect(loaded).toEqual([false, true]);
+    // The second value shows the check can fail: the full set loads both.
+    expect(loaded).toEqual([[], ['perf_hooks', 'v8']]);
   });
 
   test('a sidecar runs the lean set unless told otherwise, and an unknown set is refused by name', () => {

@@ -13,6 +13,7 @@
  */
 
 import type { Socket } from 'node:net';
+import { monotonicMs } from '../../../core/clock.js';
 import type { HttpServerLimits } from '../http-servers.js';
 import { headEnd } from '../h1-fields.js';
 import { BODY_QUEUE_LIMIT, LeanRequest, type BodySource } from './lean-request.js';
@@ -48,14 +49,14 @@ export class LeanH1Connection implements BodySource, ResponseSink {
   #nextScheduled = false;
   /** No new requests: the connection ends after the current response. */
   #closing = false;
-  /** When an idle connection is closed (ms, performance.now()); Infinity while a request is in flight. */
+  /** When an idle connection is closed (ms, monotonicMs()); Infinity while a request is in flight. */
   deadline: number;
 
   constructor(socket: Socket, owner: ConnectionOwner) {
     this.socket = socket;
     this.#owner = owner;
     // The first request head must arrive within the header timeout, later ones within the keep-alive timeout.
-    this.deadline = performance.now() + owner.limits.headersTimeoutMs;
+    this.deadline = monotonicMs() + owner.limits.headersTimeoutMs;
     (socket as Tagged)[kConnection] = this;
     socket.on('data', onSocketData);
     socket.on('drain', onSocketDrain);
@@ -149,7 +150,7 @@ export class LeanH1Connection implements BodySource, ResponseSink {
       this.socket.destroy();
       return;
     }
-    this.deadline = performance.now() + this.#owner.limits.keepAliveTimeoutMs;
+    this.deadline = monotonicMs() + this.#owner.limits.keepAliveTimeoutMs;
     if (this.#pausedForBody || this.#pausedForPipeline) {
       this.#pausedForBody = this.#pausedForPipeline = false;
       this.socket.resume();

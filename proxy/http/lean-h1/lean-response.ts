@@ -11,6 +11,7 @@
 import { EventEmitter } from 'node:events';
 import { STATUS_CODES, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
+import { currentHttpDate } from '../../../core/utc-format.js';
 import { H1ProtocolError, TOKEN } from '../h1-fields.js';
 
 /** What the response needs from its connection. */
@@ -24,20 +25,6 @@ export interface ResponseSink {
 const COALESCE_LIMIT = 16 * 1024;
 /** Node's rule for header values: no control characters but tab, nothing beyond latin1 (the head is written as latin1). */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-
-let dateSecond = 0;
-let dateText = '';
-
-/** The Date header's value, formatted once a second as Node does. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
 
 /** Node's keep-alive lines for a server with this idle timeout (made once per server, not per response). */
 export function keepAliveLines(keepAliveTimeoutMs: number): string {
@@ -109,7 +96,7 @@ export class LeanResponse extends EventEmitter {
       else head += headerLine(name, typeof value === 'number' ? String(value) : value);
     }
     this.#bodyless = this.#headRequest || status < 200 || status === 204 || status === 304;
-    if (!date) head += `Date: ${httpDate()}\r\n`;
+    if (!date) head += `Date: ${currentHttpDate()}\r\n`;
     let addChunked = false;
     if (!this.#bodyless && !length && !this.#chunked) {
       if (givenCoding) this.shouldKeepAlive = false;

@@ -10,6 +10,7 @@
  */
 
 import type { Socket } from 'node:net';
+import { monotonicMs } from '../../../core/clock.js';
 import type { HttpServerLimits } from '../http-servers.js';
 import { LeanH1Connection, type ConnectionOwner } from './lean-connection.js';
 import type { LeanRequest } from './lean-request.js';
@@ -84,7 +85,7 @@ export class LeanH1Server implements ConnectionOwner {
       Math.min(5000, Math.floor(Math.min(keepAliveTimeoutMs, headersTimeoutMs) / 4)),
     );
     this.#sweep = setInterval(() => {
-      const now = performance.now();
+      const now = monotonicMs();
       for (const conn of [...this.#connections]) if (conn.deadline <= now) conn.socket.destroy();
     }, every);
     this.#sweep.unref();
