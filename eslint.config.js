@@ -1,6 +1,12 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
+const PROM_CLIENT_IMPORT = {
+  name: 'prom-client',
+  message: "Import prom-client's classes from core/prom-modules.ts (types may come from 'prom-client').",
+  allowTypeImports: true,
+};
+
 export default tseslint.config(
   { ignores: ['dist/', 'node_modules/', 'coverage/', '.meshfed/'] },
   js.configs.recommended,
@@ -28,14 +34,7 @@ export default tseslint.config(
       '@typescript-eslint/no-restricted-imports': [
         'error',
         {
-          paths: [
-            {
-              name: 'prom-client',
-              message:
-                "Import prom-client's classes from core/prom-modules.ts (types may come from 'prom-client').",
-              allowTypeImports: true,
-            },
-          ],
+          paths: [PROM_CLIENT_IMPORT],
         },
       ],
     },
@@ -51,10 +50,47 @@ export default tseslint.config(
         'error',
         { property: 'toISOString', message: 'Use formatIsoTime from core/utc-format.ts.' },
         { property: 'toUTCString', message: 'Use formatHttpDate from core/utc-format.ts.' },
+        // Local time asks ICU for the time zone too; the UTC getters do not.
+        ...[
+          'getFullYear',
+          'getMonth',
+          'getDate',
+          'getDay',
+          'getHours',
+          'getMinutes',
+          'getSeconds',
+          'getMilliseconds',
+          'getTimezoneOffset',
+          'toDateString',
+          'toTimeString',
+          'toLocaleString',
+          'toLocaleDateString',
+          'toLocaleTimeString',
+        ].map((property) => ({ property, message: 'Local time initialises ICU time zones: use UTC.' })),
+        { object: 'globalThis', property: 'performance', message: 'Use monotonicMs from core/clock.ts.' },
       ],
       'no-restricted-globals': [
         'error',
         { name: 'performance', message: 'Use monotonicMs from core/clock.ts.' },
+      ],
+    },
+  },
+  {
+    // Loading either costs every sidecar memory (core/clock.ts, core/process-metrics.ts).
+    files: ['proxy/**/*.ts', 'core/**/*.ts', 'cli/**/*.ts'],
+    ignores: ['**/*.test.ts', 'core/prom-modules.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            PROM_CLIENT_IMPORT,
+            ...['node:perf_hooks', 'perf_hooks', 'node:v8', 'v8'].map((name) => ({
+              name,
+              message: `${name} costs a sidecar memory to load (docs/performance.md, session 13).`,
+            })),
+          ],
+        },
       ],
     },
   },

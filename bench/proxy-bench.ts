@@ -500,10 +500,12 @@ async function main(): Promise<void> {
         anonLoad: [],
       };
     for (let r = 0; r < ROUNDS; r++) {
-      // Each round starts one target later: a chain's fixed-rate pass measured right after the direct
-      // path's saturation run (115–145k rps through the loopback) had a p99 0.3–0.6 ms worse than the
-      // same build one slot later (docs/performance.md, session 13), so no chain keeps one position.
-      for (const t of rotated(targets, r)) {
+      // The direct path first, then the chains in an order that turns one step each round: a chain's
+      // fixed-rate pass right after the direct path's saturation run (115–145k rps through the loopback)
+      // had a p99 0.3–0.6 ms worse than the same build one slot later (docs/performance.md, session
+      // 13), so that slot goes to each chain in turn.
+      const [first, ...chains] = targets;
+      for (const t of [...(first === undefined ? [] : [first]), ...rotated(chains, r)]) {
         const f = figures[t.name];
         if (f !== undefined) await measure(`round ${r + 1} ${t.name}`, t.url, t.host, t.pids, f);
       }

@@ -1,4 +1,4 @@
-import { describe, expect, it } from '@jest/globals';
+import { describe, expect, it, jest } from '@jest/globals';
 import { currentHttpDate, formatHttpDate, formatIsoTime } from './utc-format.js';
 
 /** Times that stress the calendar: era and century edges, leap days, the epoch, Date's limits. */
@@ -32,8 +32,9 @@ function spread(count: number): number[] {
   const out: number[] = [];
   let x = 12_345;
   for (let i = 0; i < count; i++) {
-    x = (x * 1_103_515_245 + 12_345) % 2_147_483_648;
-    const unit = x / 2_147_483_648;
+    // 32-bit arithmetic (Math.imul): a float product this large would lose bits and repeat early.
+    x = (Math.imul(x, 1_103_515_245) + 12_345) >>> 0;
+    const unit = x / 4_294_967_296;
     out.push(Math.floor(i % 2 === 0 ? YEAR_0 + unit * (YEAR_10000 - YEAR_0) : (unit * 2 - 1) * 4e12));
   }
   return out;
@@ -57,6 +58,20 @@ describe('UTC timestamps without Date string methods', () => {
     for (const bad of [Number.NaN, Number.POSITIVE_INFINITY, 8.64e15 + 1]) {
       expect(() => formatIsoTime(bad)).toThrow(RangeError);
       expect(formatHttpDate(bad)).toBe('Invalid Date');
+    }
+  });
+
+  it('formats the Date header anew when the second changes, and not within one', () => {
+    const spy = jest.spyOn(Date, 'now');
+    try {
+      spy.mockReturnValue(1_795_300_015_100);
+      expect(currentHttpDate()).toBe('Sat, 21 Nov 2026 22:26:55 GMT');
+      spy.mockReturnValue(1_795_300_015_999);
+      expect(currentHttpDate()).toBe('Sat, 21 Nov 2026 22:26:55 GMT');
+      spy.mockReturnValue(1_795_300_016_000);
+      expect(currentHttpDate()).toBe('Sat, 21 Nov 2026 22:26:56 GMT');
+    } finally {
+      spy.mockRestore();
     }
   });
 

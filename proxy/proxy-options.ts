@@ -166,7 +166,7 @@ export function resolveProxyOptions(options: ProxyOptions): ResolvedProxyOptions
     checkPort(l.port, `tcpListeners[${i}].port`, 0);
     checkPort(l.listenPort, `tcpListeners[${i}].listenPort`, 0);
   });
-  if (options.otlpEndpoint !== undefined && !/^https?:\/\//.test(options.otlpEndpoint)) {
+  if (options.otlpEndpoint !== undefined && !isHttpUrl(options.otlpEndpoint)) {
     throw bad(`otlpEndpoint must be an http(s) URL, got ${JSON.stringify(options.otlpEndpoint)}`);
   }
   const processMetrics = options.processMetrics ?? 'lean';
@@ -200,4 +200,13 @@ export function resolveProxyOptions(options: ProxyOptions): ResolvedProxyOptions
       maxSeries: checkPositive(l.maxSeries, 'maxSeries', 5000),
     },
   };
+}
+
+function isHttpUrl(text: string): boolean {
+  try {
+    const url = new URL(text);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hostname !== '';
+  } catch {
+    return false;
+  }
 }

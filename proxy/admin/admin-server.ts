@@ -5,7 +5,7 @@
  */
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { stampDateHeaders } from '../http/date-header.js';
+import { DatedServerResponse } from '../http/date-header.js';
 
 export interface AdminSource {
   /** Undefined when ready, else why not. */
@@ -31,8 +31,9 @@ function json(res: ServerResponse, status: number, value: unknown): void {
 }
 
 export function createAdminServer(source: AdminSource): http.Server {
-  return stampDateHeaders(
-    http.createServer((req: IncomingMessage, res: ServerResponse) => {
+  return http.createServer(
+    { ServerResponse: DatedServerResponse },
+    (req: IncomingMessage, res: ServerResponse) => {
       const url = new URL(req.url ?? '/', 'http://admin');
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         send(res, 405, 'only GET\n', 'text/plain');
@@ -64,6 +65,6 @@ export function createAdminServer(source: AdminSource): http.Server {
         default:
           send(res, 404, 'not found\n', 'text/plain');
       }
-    }),
+    },
   );
 }

@@ -1,24 +1,60 @@
 /**
- * The Date header of node:http and node:http2 servers, stamped from
- * core/utc-format instead of by Node: Node formats it with
- * Date#toUTCString, whose first call initialises ICU's time zone data
- * (about 1 MiB of resident memory, core/utc-format.ts). The header is the
- * same, and a Date the handler gives (an upstream's) still wins.
+ * Responses of the sidecar's node:http and node:http2 servers that write
+ * their own Date header: Node would format it with Date#toUTCString, whose
+ * first call initialises ICU's time zone data (about 1 MiB of resident
+ * memory, core/utc-format.ts). Servers take these classes as their
+ * `ServerResponse` / `Http2ServerResponse`, so every head goes through
+ * them, the answers Node writes itself (a 417 to an unknown Expect)
+ * included. The Date is taken when the head is written, as Node takes it,
+ * and a Date the handler gives (an upstream's) wins. A head given as a raw
+ * array is written as given; nothing in the proxy writes one.
  */
 
-import type http from 'node:http';
-import type http2 from 'node:http2';
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { OutgoingHttpHeader, OutgoingHttpHeaders } from 'node:http';
 import { currentHttpDate } from '../../core/utc-format.js';
 
-type DatedResponse = http.ServerResponse | http2.Http2ServerResponse;
+type HeadHeaders = OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
 
-function stampDate(_req: unknown, res: DatedResponse): void {
-  res.sendDate = false;
-  res.setHeader('date', currentHttpDate());
+function hasDate(headers: OutgoingHttpHeaders): boolean {
+  for (const name in headers) {
+    if (name.length === 4 && name.toLowerCase() === 'date' && headers[name] !== undefined) return true;
+  }
+  return false;
 }
 
-/** Every response of `server` gets its Date from core/utc-format, before any other 'request' listener runs. */
-export function stampDateHeaders<S extends http.Server | http2.Http2Server>(server: S): S {
-  server.prependListener('request', stampDate);
-  return server;
+/** `headers` with a Date added when neither they nor an earlier setHeader give one. */
+function withDate(res: { hasHeader(name: string): boolean }, headers: HeadHeaders): HeadHeaders {
+  if (Array.isArray(headers) || res.hasHeader('date')) return headers;
+  if (headers === undefined) return { date: currentHttpDate() };
+  return hasDate(headers) ? headers : { ...headers, date: currentHttpDate() };
+}
+
+export class DatedServerResponse<
+  Request extends http.IncomingMessage = http.IncomingMessage,
+> extends http.ServerResponse<Request> {
+  constructor(req: Request) {
+    super(req);
+    this.sendDate = false;
+  }
+
+  override writeHead(statusCode: number, reason?: string | HeadHeaders, headers?: HeadHeaders): this {
+    if (typeof reason === 'string') return super.writeHead(statusCode, reason, withDate(this, headers));
+    return super.writeHead(statusCode, withDate(this, reason));
+  }
+}
+
+export class DatedHttp2ServerResponse extends http2.Http2ServerResponse {
+  constructor(stream: http2.ServerHttp2Stream) {
+    super(stream);
+    this.sendDate = false;
+  }
+
+  override writeHead(statusCode: number, reason?: string | HeadHeaders, headers?: HeadHeaders): this {
+    const h2Headers = (given: HeadHeaders): OutgoingHttpHeaders | undefined =>
+      withDate(this, given) as OutgoingHttpHeaders | undefined;
+    if (typeof reason === 'string') return super.writeHead(statusCode, reason, h2Headers(headers));
+    return super.writeHead(statusCode, h2Headers(reason));
+  }
 }

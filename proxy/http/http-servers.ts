@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Socket } from 'node:net';
 import type { ProxyContext } from '../proxy-context.js';
-import { stampDateHeaders } from './date-header.js';
+import { DatedHttp2ServerResponse, DatedServerResponse } from './date-header.js';
 import { rawHttpError } from './upgrade-tunnel.js';
 
 export interface HttpServerLimits {
@@ -64,8 +64,8 @@ export function createHttp1Server(limits: HttpServerLimits): http.Server {
     keepAliveTimeout: limits.keepAliveTimeoutMs,
     connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
     noDelay: true,
+    ServerResponse: DatedServerResponse,
   });
-  stampDateHeaders(server);
   // The server never listens itself (sockets are handed to it), but its header timeout and idle-connection
   // tracking only start on 'listening': start them now.
   server.emit('listening');
@@ -73,12 +73,11 @@ export function createHttp1Server(limits: HttpServerLimits): http.Server {
 }
 
 export function createH2cServer(): http2.Http2Server {
-  const server = http2.createServer({
+  return http2.createServer({
     settings: { maxConcurrentStreams: 1000, initialWindowSize: 1 << 20 },
     maxSessionMemory: 64,
+    Http2ServerResponse: DatedHttp2ServerResponse,
   });
-  stampDateHeaders(server);
-  return server;
 }
 
 /** Listens and resolves the bound port; refusals become MeshError(CONFIG) naming the address. */

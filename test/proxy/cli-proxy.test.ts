@@ -5,15 +5,16 @@
  * flags, graceful exit on SIGTERM; and the sidecar bundle
  * (`dist/cli/meshfed-proxy.cjs`, the same flags without the rest of the CLI),
  * including what it keeps out of its process (docs/performance.md, session
- * 13): after start-up, a proxied request, a chunked one (the node:http
- * path), a local reply, a Prometheus scrape and every admin endpoint, no
- * Date string method has run in its code (the first initialises ICU's time
- * zone data, core/utc-format.ts), yet every answer carries a Date header,
- * and node:perf_hooks and node:v8 were never loaded (core/clock.ts,
- * core/process-metrics.ts). A preload (`--require`) wraps Date's string
- * methods and reports, at exit, which ran and which built-in modules were
- * loaded; Node's own calls go through primordials it captured before the
- * preload, so the servers' Date headers are checked by the header itself.
+ * 13): after start-up, a proxied request, a chunked one and an unknown
+ * Expect (the node:http path), local replies over HTTP/1.1 and h2c, a
+ * Prometheus scrape, every admin endpoint and a span export, no Date string method has
+ * run (the first initialises ICU's time zone data, core/utc-format.ts), yet
+ * every answer carries a Date header, and node:perf_hooks, node:v8 and
+ * fetch's undici were never loaded (core/clock.ts, core/process-metrics.ts,
+ * proxy/telemetry/otlp-exporter.ts). A preload
+ * (`--require`) wraps Date's string methods and reports, at exit, which
+ * ran and which built-in modules were loaded. Node formats its own Date
+ * header through the same Date.prototype, so the preload sees that too.
  */
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -21,6 +22,9 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import { SIDECAR_BUNDLE, assertCliBuilt, cliEnv, runCli, startCli, type RunningCli } from '../common/cli.js';
 import { waitFor } from '../common/wait.js';
 import {
@@ -155,6 +159,27 @@ async function guarded(args: string[], exercise?: (stderr: () => string) => Prom
   }
   expect(await exited).toBe(0);
   return JSON.parse(readFileSync(report, 'utf8')) as Report;
+}
+
+/** One h2c (prior knowledge) request through the outbound port: the answer's status and Date. */
+async function h2cStatusAndDate(
+  port: number,
+  authority: string,
+): Promise<{ status: unknown; date: unknown }> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    return await new Promise((resolve, reject) => {
+      const stream = session.request({ ':path': '/', ':authority': authority });
+      stream.on('response', (headers) => {
+        stream.resume();
+        resolve({ status: headers[':status'], date: headers.date });
+      });
+      stream.on('error', reject);
+      stream.end();
+    });
+  } finally {
+    session.close();
+  }
 }
 
 /** The flags of a proxy run from the files in `dir`, every port 0, reporting its ports to `portsFile`. */
@@ -299,13 +324,24 @@ describe('meshfed proxy', () => {
 });
 
 describe('the sidecar bundle', () => {
-  it('formats no Date through V8 and loads neither node:perf_hooks nor node:v8, yet sends Date headers', async () => {
+  it('formats no Date through V8 and loads neither node:perf_hooks, node:v8 nor undici, yet sends Date headers and spans', async () => {
     const portsFile = path.join(dir, 'footprint-ports.json');
+    // Spans go out too: fetch would load undici and node:perf_hooks (proxy/telemetry/otlp-exporter.ts).
+    let exported = 0;
+    const collector = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        exported++;
+        res.end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const otlp = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
     const report = await guarded(
       [
         SIDECAR_BUNDLE,
         ...proxyFlagsFromFiles(portsFile),
-        ...['--trust-bundle-file', path.join(dir, 'roots.pem'), '--access-log'],
+        ...['--trust-bundle-file', path.join(dir, 'roots.pem'), '--access-log', '--otlp-endpoint', otlp],
       ],
       async (stderr) => {
         const ports = await reportedPorts(portsFile, stderr);
@@ -320,6 +356,14 @@ describe('the sidecar bundle', () => {
         const local = await request(ports.outbound, 'nobody-knows-this-host', '/');
         expect(local.status).toBeGreaterThanOrEqual(400);
         expect(local.headers.date).toMatch(HTTP_DATE);
+        const unknownExpect = await request(ports.outbound, 'backend', '/', {
+          headers: { expect: 'x-other' },
+        });
+        expect(unknownExpect.status).toBe(417);
+        expect(unknownExpect.headers.date).toMatch(HTTP_DATE);
+        const h2c = await h2cStatusAndDate(ports.outbound, 'nobody-knows-this-host');
+        expect(h2c.status).toBeGreaterThanOrEqual(400);
+        expect(h2c.date).toMatch(HTTP_DATE);
         const scrape = await fetch(`http://127.0.0.1:${ports.metrics}/stats/prometheus`);
         expect(scrape.status).toBe(200);
         expect(scrape.headers.get('date')).toMatch(HTTP_DATE);
@@ -333,10 +377,13 @@ describe('the sidecar bundle', () => {
         const certs = (await (await fetch(`http://127.0.0.1:${ports.admin}/certs`)).json()) as unknown;
         // The certificate's dates come out as ISO text all the same.
         expect(JSON.stringify(certs)).toMatch(/"notAfter":"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"/);
+        await waitFor(() => exported > 0 || undefined, { what: 'a span batch at the collector' });
       },
-    );
+    ).finally(() => new Promise((resolve) => collector.close(resolve)));
     expect(report.dateMethods).toEqual([]);
-    expect(report.modules.filter((m) => m === 'perf_hooks' || m === 'v8')).toEqual([]);
+    expect(report.modules.filter((m) => m === 'perf_hooks' || m === 'v8' || m.includes('undici'))).toEqual(
+      [],
+    );
   });
 
   it('sees what it guards against (the check can fail)', async () => {
@@ -346,5 +393,7 @@ describe('the sidecar bundle', () => {
     ]);
     expect(report.dateMethods).toEqual(['toISOString', 'toJSON']);
     expect(report.modules).toEqual(expect.arrayContaining(['perf_hooks', 'v8']));
+    const fetched = await guarded(['-e', "fetch('http://127.0.0.1:9/').catch(() => undefined);"]);
+    expect(fetched.modules.filter((m) => m.includes('undici'))).not.toEqual([]);
   });
 });

@@ -8,6 +8,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createLogger } from '../../core/log.js';
+import { freePort } from '../../core/free-port.js';
+import { resolveProxyOptions } from '../../proxy/proxy-options.js';
+import { OtlpExporter, type FinishedSpan } from '../../proxy/telemetry/otlp-exporter.js';
 import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
@@ -259,6 +263,51 @@ describe('tracing', () => {
     const serverSpan = ours.find((s) => (s as { kind: number }).kind === 2) as { parentSpanId: string };
     expect(clientSpan.parentSpanId).toBe('00f067aa0ba902b7');
     expect(serverSpan.parentSpanId).toBe(clientSpan.spanId);
+  });
+
+  it('counts a batch the collector refuses or cannot take as dropped, and refuses an endpoint that is no URL', async () => {
+    const refusing = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(503).end();
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, '127.0.0.1', resolve));
+    const span = {
+      ctx: {
+        traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+        spanId: '00f067aa0ba902b7',
+        parentSpanId: '',
+        sampled: true,
+      },
+      name: 'x',
+      kind: 3 as const,
+      startMs: Date.now(),
+      endMs: Date.now() + 1,
+      attributes: {},
+      error: false,
+    } satisfies FinishedSpan;
+    const logger = createLogger('test-otlp');
+    try {
+      const toRefusing = new OtlpExporter(
+        `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`,
+        'svc',
+        logger,
+      );
+      toRefusing.add(span);
+      await toRefusing.close();
+      const toNobody = new OtlpExporter(`http://127.0.0.1:${await freePort()}`, 'svc', logger);
+      toNobody.add(span);
+      await toNobody.close();
+      expect([toRefusing.dropped, toRefusing.exported, toNobody.dropped, toNobody.exported]).toEqual([
+        1, 0, 1, 0,
+      ]);
+    } finally {
+      await new Promise((resolve) => refusing.close(resolve));
+    }
+    for (const endpoint of ['http://', 'ftp://collector:4318', 'collector:4318']) {
+      expect(() => resolveProxyOptions({ otlpEndpoint: endpoint })).toThrow(
+        `otlpEndpoint must be an http(s) URL, got ${JSON.stringify(endpoint)}`,
+      );
+    }
   });
 
   it('keeps an x-request-id the app sent', async () => {

@@ -336,6 +336,27 @@ export interface VmZone {
  * the same port); in netns mode, REST and gRPC on every address, REST with an
  * operator certificate (another CA) so the join exercises SNI selection.
  */
+/**
+ * Starts the zone CP on the ports in `settings`. A port freePort() found free can be taken by another
+ * test before the zone binds it (CI saw it once): unless the caller chose the ports, pick two more and
+ * try again.
+ */
+async function startOnFreePorts(
+  settings: Partial<ZoneCpOptions>,
+  options: Partial<ZoneCpOptions>,
+): Promise<TestZoneCp> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startTestZoneCp(settings);
+    } catch (err) {
+      const taken = err instanceof Error && err.message.includes('is already in use');
+      if (!taken || attempt >= 3 || options.port !== undefined || options.grpcPort !== undefined) throw err;
+      settings.port = await freePort();
+      settings.grpcPort = await freePort();
+    }
+  }
+}
+
 export async function startVmZone(net: VmNet, options: Partial<ZoneCpOptions> = {}): Promise<VmZone> {
   const dir = await mkdtemp(join(tmpdir(), 'meshfed-vm-zone-'));
   const extra: Partial<ZoneCpOptions> = {};
@@ -371,7 +392,7 @@ export async function startVmZone(net: VmNet, options: Partial<ZoneCpOptions> = 
     ...extra,
     ...options,
   };
-  let zone = await startTestZoneCp(settings);
+  let zone = await startOnFreePorts(settings, options);
   const restPort = Number(new URL(zone.cp.restUrl).port);
   const grpcPort = Number(zone.cp.grpcAddress.slice(zone.cp.grpcAddress.lastIndexOf(':') + 1));
   let stopped = false;
