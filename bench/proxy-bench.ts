@@ -504,8 +504,7 @@ async function main(): Promise<void> {
       // fixed-rate pass right after the direct path's saturation run (115–145k rps through the loopback)
       // had a p99 0.3–0.6 ms worse than the same build one slot later (docs/performance.md, session
       // 13), so that slot goes to each chain in turn.
-      const [first, ...chains] = targets;
-      for (const t of [...(first === undefined ? [] : [first]), ...rotated(chains, r)]) {
+      for (const t of [...targets.slice(0, 1), ...rotated(targets.slice(1), r)]) {
         const f = figures[t.name];
         if (f !== undefined) await measure(`round ${r + 1} ${t.name}`, t.url, t.host, t.pids, f);
       }

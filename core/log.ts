@@ -54,7 +54,7 @@ export function createLogger(component: string): Logger {
   const debug = debugEnabledFor(component);
   const emit = (level: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (level === 'debug' ? !debug : levelRank[level] < floor) return;
-    const record: Record<string, unknown> = { time: formatIsoTime(Date.now()), level, component, msg };
+    const record: Record<string, unknown> = { time: formatIsoTime(), level, component, msg };
     if (fields) {
       for (const [k, v] of Object.entries(fields)) record[k] = serializeError(v);
     }

@@ -91,8 +91,8 @@ function fourDigitYearTime(ms: number): number | undefined {
   return t >= FIRST_FOUR_DIGIT_YEAR_MS && t < FIRST_FIVE_DIGIT_YEAR_MS ? t : undefined;
 }
 
-/** `new Date(ms).toISOString()`: `2026-11-22T09:46:55.123Z`. Throws Date's RangeError for a time Date cannot hold. */
-export function formatIsoTime(ms: number): string {
+/** `new Date(ms).toISOString()` (now by default): `2026-11-22T09:46:55.123Z`. Throws Date's RangeError for a time Date cannot hold. */
+export function formatIsoTime(ms: number = Date.now()): string {
   const t = fourDigitYearTime(ms);
   // eslint-disable-next-line no-restricted-properties -- the years this module does not format
   if (t === undefined) return new Date(ms).toISOString();

@@ -197,7 +197,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
       sourceHeader: formatSourceHeader(self),
     };
     this.accessLog.enabled = this.options.accessLog || compiled.accessLog;
-    this.#appliedAt = formatIsoTime(Date.now());
+    this.#appliedAt = formatIsoTime();
     this.#pruneAppPools(compiled.inbound.ports);
     this.stats.configUpdates.inc({ result: 'applied' });
     this.logger.info('snapshot applied', {
@@ -211,7 +211,7 @@ export class SidecarProxy implements ProxyContext, AdminSource {
   noteRejected(version: string, error: string): void {
     if (this.#lastError?.version === version && this.#lastError.error === error) return;
     this.stats.configUpdates.inc({ result: 'rejected' });
-    this.#lastError = { version, error, at: formatIsoTime(Date.now()) };
+    this.#lastError = { version, error, at: formatIsoTime() };
     this.logger.warn('snapshot rejected; keeping the last good config', { version, error });
   }
 

@@ -133,7 +133,7 @@ export class TokenService implements Authenticator {
     if (record === undefined) throw new MeshError(ErrorCodes.NOT_FOUND, `no token with id ${tokenId}`);
     if (record.spec.revoked === true) return;
     await this.store.update(
-      { ...record, spec: { ...record.spec, revoked: true, revokedAt: formatIsoTime(Date.now()) } },
+      { ...record, spec: { ...record.spec, revoked: true, revokedAt: formatIsoTime() } },
       { expectedResourceVersion: record.metadata.resourceVersion },
     );
     // Effective at once on this replica; others learn it through their watch.

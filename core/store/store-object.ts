@@ -46,7 +46,7 @@ export function checkResource(resource: Resource): ResourceKey {
 
 /** Server metadata for a new object. */
 export function newServerMeta(): ServerMeta {
-  return { uid: randomUUID(), creationTimestamp: formatIsoTime(Date.now()), generation: 1 };
+  return { uid: randomUUID(), creationTimestamp: formatIsoTime(), generation: 1 };
 }
 
 /** Server metadata for a replacement: identity kept, generation bumped only on a spec change. */

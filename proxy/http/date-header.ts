@@ -10,9 +10,8 @@
  * array is written as given; nothing in the proxy writes one.
  */
 
-import http from 'node:http';
+import http, { type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
-import type { OutgoingHttpHeader, OutgoingHttpHeaders } from 'node:http';
 import { currentHttpDate } from '../../core/utc-format.js';
 
 type HeadHeaders = OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
@@ -51,10 +50,10 @@ export class DatedHttp2ServerResponse extends http2.Http2ServerResponse {
     this.sendDate = false;
   }
 
+  // HTTP/2 heads are objects: withDate hands back the object it was given, dated.
   override writeHead(statusCode: number, reason?: string | HeadHeaders, headers?: HeadHeaders): this {
-    const h2Headers = (given: HeadHeaders): OutgoingHttpHeaders | undefined =>
-      withDate(this, given) as OutgoingHttpHeaders | undefined;
-    if (typeof reason === 'string') return super.writeHead(statusCode, reason, h2Headers(headers));
-    return super.writeHead(statusCode, h2Headers(reason));
+    if (typeof reason === 'string')
+      return super.writeHead(statusCode, reason, withDate(this, headers) as OutgoingHttpHeaders);
+    return super.writeHead(statusCode, withDate(this, reason) as OutgoingHttpHeaders);
   }
 }

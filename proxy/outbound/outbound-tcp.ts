@@ -130,8 +130,9 @@ export function proxyTcp(
         closed.sent += result.sent;
         closed.received += result.received + (head?.length ?? 0);
         if (ctx.accessLog.enabled) {
+          const elapsedMs = monotonicMs() - start;
           ctx.accessLog.write({
-            start_time: formatIsoTime(Date.now() - (monotonicMs() - start)),
+            start_time: formatIsoTime(Date.now() - elapsedMs),
             direction: 'outbound',
             method: '',
             path: '',
@@ -142,7 +143,7 @@ export function proxyTcp(
             response_code_details: result.error?.message ?? '',
             bytes_received: result.received,
             bytes_sent: result.sent,
-            duration: Math.round((monotonicMs() - start) * 1000) / 1000,
+            duration: Math.round(elapsedMs * 1000) / 1000,
             upstream_cluster: cluster.name,
             upstream_host: e.key,
             upstream_peer: upstream[kPeerId] ?? '',
