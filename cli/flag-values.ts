@@ -90,6 +90,18 @@ export function parseDurationMs(value: string): number {
   }
 }
 
+/** A duration of at least one second (a lease, a grace period, a lifetime) in whole milliseconds. */
+export function parseAtLeastSecondMs(value: string): number {
+  const ms = parseDurationMs(value);
+  if (ms < 1000) throw new FlagValueError('expected a duration of at least 1s.');
+  return ms;
+}
+
+/** A duration of at least one second in whole seconds, rounded down (a certificate or token lifetime). */
+export function parseDurationSeconds(value: string): number {
+  return Math.floor(parseAtLeastSecondMs(value) / 1000);
+}
+
 /** A dialable `host:port` (IPv6 in brackets): the zone CP's address. */
 export function parseHostPort(value: string): string {
   const trimmed = value.trim();

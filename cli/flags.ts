@@ -29,6 +29,12 @@ export const parsePort: (value: string) => number = forCommander(values.parsePor
 /** A duration (`500ms`, `5s`, `1h30m`) in whole milliseconds. */
 export const parseDurationMs: (value: string) => number = forCommander(values.parseDurationMs);
 
+/** A duration of at least 1s in whole milliseconds. */
+export const parseAtLeastSecondMs: (value: string) => number = forCommander(values.parseAtLeastSecondMs);
+
+/** A duration of at least 1s in whole seconds. */
+export const parseDurationSeconds: (value: string) => number = forCommander(values.parseDurationSeconds);
+
 /** A dialable `host:port` (IPv6 in brackets). */
 export const parseHostPort: (value: string) => string = forCommander(values.parseHostPort);
 

@@ -1,22 +1,12 @@
 /** `meshfed global-cp`: run the global control plane (flags, each with an environment variable). */
 
-import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
 import type { GlobalCpOptions } from '../../global-cp/options.js';
-import { parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
+import { parseDurationMs, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
-import { parseDuration } from '../../core/resource/duration.js';
 import { addRestServerOptions } from '../rest-server-options.js';
-
-/** A duration flag (`60s`, `5m`) in milliseconds. */
-function parseDurationMs(value: string): number {
-  try {
-    return parseDuration(value.trim());
-  } catch {
-    throw new InvalidArgumentError('a duration such as 30s, 5m or 1h.');
-  }
-}
 
 interface GlobalCpFlags {
   host?: string;

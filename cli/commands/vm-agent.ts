@@ -8,8 +8,7 @@ import { realpathSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
-import { parseDuration } from '../../core/resource/duration.js';
-import { parseHost, parsePort } from '../flags.js';
+import { parseAtLeastSecondMs, parseDurationSeconds, parseHost, parsePort } from '../flags.js';
 import { exitOnSignal } from '../signals.js';
 
 const DEFAULT_CONFIG_DIR = '/etc/meshfed';
@@ -33,17 +32,6 @@ interface JoinFlags {
   systemdUser?: string;
   configDir: string;
   output?: 'text' | 'json';
-}
-
-function parseSeconds(value: string): number {
-  let ms: number;
-  try {
-    ms = parseDuration(value.trim());
-  } catch {
-    throw new InvalidArgumentError('expected a duration such as 6s, 30m or 1h.');
-  }
-  if (ms < 1000) throw new InvalidArgumentError('must be at least 1s.');
-  return Math.round(ms / 1000);
 }
 
 function parseServicePort(value: string): number {
@@ -159,7 +147,7 @@ export function registerVmAgentCommand(program: Command): void {
       new Option(
         '--cert-ttl <duration>',
         "certificate lifetime to ask for (default: the zone's, 1h)",
-      ).argParser(parseSeconds),
+      ).argParser(parseDurationSeconds),
     )
     .option(
       '--systemd',
@@ -219,7 +207,7 @@ export function registerVmAgentCommand(program: Command): void {
       new Option(
         '--drain-timeout <duration>',
         'how long stopping waits for requests in flight (default 10s)',
-      ).argParser((v: string) => parseSeconds(v) * 1000),
+      ).argParser(parseAtLeastSecondMs),
     )
     .action(async (flags: { configDir: string; drainTimeout?: number }) => {
       const { runAgent } = await import('../../vm-agent/index.js');

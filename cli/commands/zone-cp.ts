@@ -3,11 +3,20 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { createLogger } from '../../core/log.js';
-import { parseDuration } from '../../core/resource/duration.js';
 import { MAX_CA_WORKERS } from '../../zone-cp/ca/ca-sign-pool.js';
 import type { ZoneCpOptions } from '../../zone-cp/options.js';
 import type { VmSettings } from '../../zone-cp/vm/vm-model.js';
-import { integerIn, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../flags.js';
+import {
+  integerIn,
+  parseAtLeastSecondMs,
+  parseDurationMs,
+  parseDurationSeconds,
+  parseHost,
+  parseHostPort,
+  parsePort,
+  parseStoreUrl,
+  parseTrustDomain,
+} from '../flags.js';
 import { exitOnSignal, explainListenError } from '../signals.js';
 import { addRestServerOptions } from '../rest-server-options.js';
 
@@ -67,27 +76,6 @@ function parseList(value: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
-}
-
-function parseMs(value: string): number {
-  try {
-    return parseDuration(value.trim());
-  } catch {
-    throw new InvalidArgumentError('expected a duration such as 100ms, 2s or 1h.');
-  }
-}
-
-function parseSeconds(value: string): number {
-  const ms = parseMs(value);
-  if (ms < 1000) throw new InvalidArgumentError('expected at least 1s.');
-  return Math.floor(ms / 1000);
-}
-
-function parseHostPort(value: string): string {
-  if (!/^(\[[0-9a-fA-F:]+\]|[^\s:/]+):\d{1,5}$/.test(value.trim())) {
-    throw new InvalidArgumentError('expected host:port.');
-  }
-  return value.trim();
 }
 
 /** Map parsed flags to ZoneCpOptions, leaving unset ones to the server's defaults. */
@@ -189,12 +177,6 @@ function vmSettingsFrom(flags: ZoneCpFlags): VmSettings | undefined {
       : { grpcAdvertiseAddress: flags.vmGrpcAdvertiseAddress }),
   };
   return Object.keys(vm).length === 0 ? undefined : vm;
-}
-
-function parseGraceMs(value: string): number {
-  const ms = parseMs(value);
-  if (ms < 1000) throw new InvalidArgumentError('expected at least 1s.');
-  return ms;
 }
 
 /** The injection webhook's settings: served when --webhook-cert/--webhook-key are given (HTTPS only). */
@@ -326,7 +308,7 @@ export function registerZoneCpCommand(program: Command): void {
     .addOption(
       new Option('--push-debounce <duration>', 'quiet time before pushing a change (default 100ms)')
         .env('MESHFED_PUSH_DEBOUNCE')
-        .argParser(parseMs),
+        .argParser(parseDurationMs),
     )
     .addOption(
       new Option('--push-batch-size <n>', 'proxies pushed per event-loop turn in a push round (default 100)')
@@ -349,7 +331,7 @@ export function registerZoneCpCommand(program: Command): void {
     .addOption(
       new Option('--push-max-delay <duration>', 'longest a change waits for quiet (default 1s)')
         .env('MESHFED_PUSH_MAX_DELAY')
-        .argParser(parseMs),
+        .argParser(parseDurationMs),
     )
     .addOption(
       new Option('--gateway-address <host:port>', "this zone's east-west gateway as other zones reach it")
@@ -364,12 +346,12 @@ export function registerZoneCpCommand(program: Command): void {
     .addOption(
       new Option('--workload-cert-ttl <duration>', 'default workload certificate lifetime (default 1h)')
         .env('MESHFED_WORKLOAD_CERT_TTL')
-        .argParser(parseSeconds),
+        .argParser(parseDurationSeconds),
     )
     .addOption(
       new Option('--max-workload-cert-ttl <duration>', 'longest lifetime granted (default 24h)')
         .env('MESHFED_MAX_WORKLOAD_CERT_TTL')
-        .argParser(parseSeconds),
+        .argParser(parseDurationSeconds),
     )
     .addOption(
       new Option(
@@ -422,12 +404,12 @@ export function registerZoneCpCommand(program: Command): void {
     .addOption(
       new Option('--vm-heartbeat-interval <duration>', 'heartbeat period asked of VM agents (default 10s)')
         .env('MESHFED_VM_HEARTBEAT_INTERVAL')
-        .argParser(parseSeconds),
+        .argParser(parseDurationSeconds),
     )
     .addOption(
       new Option('--vm-unhealthy-after <duration>', 'a VM silent this long is marked unhealthy (default 30s)')
         .env('MESHFED_VM_UNHEALTHY_AFTER')
-        .argParser(parseGraceMs),
+        .argParser(parseAtLeastSecondMs),
     )
     .addOption(
       new Option(
@@ -435,7 +417,7 @@ export function registerZoneCpCommand(program: Command): void {
         'a VM silent this long loses its WorkloadEntry and certificate (default 1h)',
       )
         .env('MESHFED_VM_REMOVE_AFTER')
-        .argParser(parseGraceMs),
+        .argParser(parseAtLeastSecondMs),
     )
     .addOption(
       new Option(
@@ -443,7 +425,7 @@ export function registerZoneCpCommand(program: Command): void {
         'how long a VM join token created without --ttl is accepted (default 24h)',
       )
         .env('MESHFED_VM_JOIN_TOKEN_TTL')
-        .argParser(parseSeconds),
+        .argParser(parseDurationSeconds),
     )
     .addOption(
       new Option(

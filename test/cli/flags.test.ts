@@ -1,6 +1,16 @@
 import { describe, expect, it } from '@jest/globals';
 import { InvalidArgumentError } from 'commander';
-import { parseByteSize, parseHost, parsePort, parseStoreUrl, parseTrustDomain } from '../../cli/flags.js';
+import {
+  parseAtLeastSecondMs,
+  parseByteSize,
+  parseDurationMs,
+  parseDurationSeconds,
+  parseHost,
+  parseHostPort,
+  parsePort,
+  parseStoreUrl,
+  parseTrustDomain,
+} from '../../cli/flags.js';
 
 describe('flag parsers', () => {
   it('parsePort accepts 0-65535 only', () => {
@@ -35,5 +45,31 @@ describe('flag parsers', () => {
     expect(() => parseHost('http://x')).toThrow(InvalidArgumentError);
     expect(parseTrustDomain('Example.ORG')).toBe('example.org');
     expect(() => parseTrustDomain('spiffe://x')).toThrow(InvalidArgumentError);
+  });
+
+  it('the duration parsers give whole milliseconds or seconds and refuse what is not a duration', () => {
+    expect(parseDurationMs(' 1h30m ')).toBe(5_400_000);
+    expect(parseDurationMs('250us')).toBe(0);
+    expect(parseDurationMs('1.5ms')).toBe(2);
+    expect(parseAtLeastSecondMs('1500ms')).toBe(1500);
+    expect(parseDurationSeconds('90m')).toBe(5400);
+    expect(parseDurationSeconds('1999ms')).toBe(1);
+    for (const parse of [parseDurationMs, parseAtLeastSecondMs, parseDurationSeconds]) {
+      for (const bad of ['', 'soon', '10', '-5s', '5 s']) {
+        expect(() => parse(bad)).toThrow(/expected a duration such as 500ms/);
+      }
+    }
+    for (const parse of [parseAtLeastSecondMs, parseDurationSeconds]) {
+      expect(() => parse('999ms')).toThrow(/at least 1s/);
+      expect(() => parse('0')).toThrow(InvalidArgumentError);
+    }
+  });
+
+  it('parseHostPort takes a dialable host:port, IPv6 in brackets', () => {
+    expect(parseHostPort(' gw.zone-b.example:15443 ')).toBe('gw.zone-b.example:15443');
+    expect(parseHostPort('[fd00::1]:443')).toBe('[fd00::1]:443');
+    for (const bad of ['gw', 'gw:', ':443', 'fd00::1:443', 'http://gw:443', 'g w:1']) {
+      expect(() => parseHostPort(bad)).toThrow(/expected host:port/);
+    }
   });
 });

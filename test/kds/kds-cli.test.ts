@@ -91,6 +91,6 @@ describe('meshfed CLI for zones', () => {
     ]);
     expect(result.code).not.toBe(0);
     expect(result.stderr).toMatch(/--zone-grace-period/);
-    expect(result.stderr).toMatch(/a duration such as 30s/);
+    expect(result.stderr).toMatch(/expected a duration such as 500ms/);
   });
 });
