@@ -6,6 +6,7 @@
  */
 
 import { createLogger } from '../core/log.js';
+import type { ReceivedSnapshot } from '../core/mds/mds-client.js';
 import { SidecarProxy, type BoundPorts } from './proxy.js';
 import type { ProxyOptions } from './proxy-options.js';
 import type { ControlPlaneLink } from './proxy-runtime.js';
@@ -33,6 +34,11 @@ export interface ProxyHandle {
    * @throws MeshError VALIDATION naming the field; the previous config stays active.
    */
   applySnapshot(json: unknown, version?: string): void;
+  /**
+   * Activates a snapshot as MDS delivers it; one that is not a sidecar's is refused by name.
+   * @throws MeshError VALIDATION; the previous config stays active.
+   */
+  applyReceived(snapshot: ReceivedSnapshot): void;
   /**
    * Installs the workload certificate chain, key and trust bundle; new
    * connections use them at once.
@@ -84,6 +90,7 @@ export async function startProxy(options: ProxyOptions): Promise<ProxyHandle> {
       return proxy.version;
     },
     applySnapshot: (json, version) => proxy.applySnapshot(json, version),
+    applyReceived: (snapshot) => proxy.applyReceived(snapshot),
     setCredentials: (credentials) => proxy.setCredentials(credentials),
     ready: () => proxy.notReadyReason() === undefined,
     async close() {

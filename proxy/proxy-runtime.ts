@@ -12,7 +12,6 @@ import { CertificateManager } from '../core/ca/cert-manager.js';
 import type { ZoneCredential } from '../core/ca/zone-channel.js';
 import { ErrorCodes, MeshError } from '../core/errors.js';
 import type { Logger } from '../core/log.js';
-import { SIDECAR_SNAPSHOT_TYPE } from '../core/mesh/snapshot.js';
 import { MdsClient } from '../core/mds/mds-client.js';
 import type { SidecarProxy } from './proxy.js';
 import { EdgeReporter } from './telemetry/edge-report.js';
@@ -80,15 +79,7 @@ export async function connectControlPlane(
       }
     },
     hello: { proxyId, kind: 'sidecar', workload, namespace, softwareVersion: 'meshfed-proxy' },
-    onSnapshot: (snapshot) => {
-      if (snapshot.type !== SIDECAR_SNAPSHOT_TYPE) {
-        throw new MeshError(
-          ErrorCodes.VALIDATION,
-          `a sidecar takes ${SIDECAR_SNAPSHOT_TYPE} snapshots, not ${snapshot.type}`,
-        );
-      }
-      proxy.applySnapshot(snapshot.json, snapshot.version);
-    },
+    onSnapshot: (snapshot) => proxy.applyReceived(snapshot),
     logger: logger.child('mds'),
   });
   mds.on('rejected', (version: string, error: string) => proxy.noteRejected(version, error));

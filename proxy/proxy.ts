@@ -12,6 +12,8 @@ import { createRegistry, type Registry } from '../core/metrics.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { ErrorCodes, MeshError, isMeshError } from '../core/errors.js';
 import { formatIsoTime } from '../core/utc-format.js';
+import type { ReceivedSnapshot } from '../core/mds/mds-client.js';
+import { SIDECAR_SNAPSHOT_TYPE } from '../core/mesh/snapshot.js';
 import { createAdminServer, type AdminSource } from './admin/admin-server.js';
 import { createMetricsServer } from './admin/metrics-server.js';
 import { ClusterManager, DEFAULT_PLAINTEXT_IDLE_MS, type ClusterRuntime } from './cluster/cluster-runtime.js';
@@ -205,6 +207,22 @@ export class SidecarProxy implements ProxyContext, AdminSource {
       services: compiled.outbound.services.length,
       clusters: compiled.clusters.length,
     });
+  }
+
+  /**
+   * Applies a snapshot as MDS delivers it (the sidecar bundle's control
+   * plane link and the VM agent's). One of another kind, a gateway's, is
+   * refused by name before it is compiled.
+   * @throws MeshError VALIDATION, as applySnapshot.
+   */
+  applyReceived(snapshot: ReceivedSnapshot): void {
+    if (snapshot.type !== SIDECAR_SNAPSHOT_TYPE) {
+      throw new MeshError(
+        ErrorCodes.VALIDATION,
+        `a sidecar takes ${SIDECAR_SNAPSHOT_TYPE} snapshots, not ${snapshot.type}`,
+      );
+    }
+    this.applySnapshot(snapshot.json, snapshot.version);
   }
 
   /** Records a refused snapshot (also ones refused before reaching applySnapshot: bad JSON, wrong type). Counted once per version. */

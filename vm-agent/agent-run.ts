@@ -18,7 +18,6 @@ import { CertificateManager, type CurrentCertificate } from '../core/ca/cert-man
 import { ErrorCodes, MeshError, isMeshError } from '../core/errors.js';
 import { createLogger, type Logger } from '../core/log.js';
 import { MdsClient } from '../core/mds/mds-client.js';
-import { SIDECAR_SNAPSHOT_TYPE } from '../core/mesh/snapshot.js';
 import { startProxy, type ProxyHandle } from '../proxy/index.js';
 import type { AgentConfig, ProbeSpec } from './agent-config.js';
 import { ConfigDir, type AgentStatus, type Credentials } from './agent-files.js';
@@ -183,13 +182,7 @@ export async function runAgent(options: RunOptions): Promise<AgentHandle> {
       softwareVersion: 'meshfed-vm-agent',
     },
     onSnapshot: (snapshot) => {
-      if (snapshot.type !== SIDECAR_SNAPSHOT_TYPE) {
-        throw new MeshError(
-          ErrorCodes.VALIDATION,
-          `a sidecar takes ${SIDECAR_SNAPSHOT_TYPE} snapshots, not ${snapshot.type}`,
-        );
-      }
-      proxy.applySnapshot(snapshot.json, snapshot.version);
+      proxy.applyReceived(snapshot);
       saveStatus();
     },
     logger: logger.child('mds'),

@@ -131,7 +131,10 @@ describe('MDS', () => {
       type: 'gateway/v1',
       version: 'v-wrong-type',
     });
-    expect((await mds.waitForResponse(n3 ?? '')).kind).toBe('nack');
+    expect(await mds.waitForResponse(n3 ?? '')).toMatchObject({
+      kind: 'nack',
+      error: expect.stringContaining('a sidecar takes sidecar/v1 snapshots, not gateway/v1'),
+    });
 
     const [n4] = mds.push({ json: Buffer.from('{"type": "sidecar/v1", truncated'), version: 'v-garbage' });
     expect((await mds.waitForResponse(n4 ?? '')).kind).toBe('nack');
