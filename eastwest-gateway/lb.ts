@@ -10,7 +10,8 @@
  * healthy, and refusing every connection would be worse than one more try.
  */
 
-import { ErrorCodes, MeshError } from '../core/errors.js';
+import { ErrorCodes } from '../core/errors.js';
+import { FactoryRegistry } from '../core/factory-registry.js';
 import { isEjected, type EndpointState } from './endpoint-state.js';
 
 export interface LoadBalancer {
@@ -28,27 +29,27 @@ export interface LoadBalancer {
 
 export type LoadBalancerFactory = () => LoadBalancer;
 
-const registry = new Map<string, LoadBalancerFactory>();
+/** An unknown policy name comes from an option (`--lb-policy`): an invalid argument. */
+const registry = new FactoryRegistry<LoadBalancerFactory>(
+  'load-balancing policy',
+  ErrorCodes.INVALID_ARGUMENT,
+);
 
 /** Make a policy available under `name` (replaces an earlier one of that name). */
 export function registerLoadBalancer(name: string, factory: LoadBalancerFactory): void {
-  registry.set(name, factory);
+  registry.register(name, factory);
 }
 
-/** A new instance of the named policy; one instance per route, since policies keep per-route state. */
+/**
+ * A new instance of the named policy; one instance per route, since policies keep per-route state.
+ * @throws MeshError INVALID_ARGUMENT naming an unknown policy and the known ones.
+ */
 export function createLoadBalancer(name: string): LoadBalancer {
-  const factory = registry.get(name);
-  if (factory === undefined) {
-    throw new MeshError(
-      ErrorCodes.INVALID_ARGUMENT,
-      `unknown load-balancing policy ${JSON.stringify(name)}; known: ${loadBalancerNames().join(', ')}`,
-    );
-  }
-  return factory();
+  return registry.require(name)();
 }
 
 export function loadBalancerNames(): string[] {
-  return [...registry.keys()].sort();
+  return registry.names();
 }
 
 /** The fallback when the policy found nothing: the untried endpoint whose ejection ends first. */

@@ -10,6 +10,7 @@
  */
 
 import { ErrorCodes, MeshError } from '../errors.js';
+import { FactoryRegistry } from '../factory-registry.js';
 import type { Logger } from '../log.js';
 import { MemoryStore } from './store-memory.js';
 import type { Store } from './store.js';
@@ -28,23 +29,26 @@ export interface CreateStoreOptions {
 
 export type StoreFactory = (url: URL, options: CreateStoreOptions) => Promise<Store>;
 
-const factories = new Map<string, StoreFactory>();
+/** By scheme; the URL's own errors (configError) name the URL rather than the scheme alone. */
+const factories = new FactoryRegistry<StoreFactory>('store scheme', ErrorCodes.CONFIG);
 
 function configError(url: string, why: string): MeshError {
-  const schemes = [...factories.keys()].map((s) => `${s}://`).join(', ');
-  return new MeshError(ErrorCodes.CONFIG, `invalid store URL "${url}": ${why} (supported: ${schemes})`, {
-    details: { url, supportedSchemes: [...factories.keys()] },
-  });
+  const schemes = factories.names();
+  return new MeshError(
+    ErrorCodes.CONFIG,
+    `invalid store URL "${url}": ${why} (supported: ${schemes.map((s) => `${s}://`).join(', ')})`,
+    { details: { url, supportedSchemes: schemes } },
+  );
 }
 
 /** Registers (or replaces) the factory for `scheme` (without the `:`). */
 export function registerStoreType(scheme: string, factory: StoreFactory): void {
-  factories.set(scheme.toLowerCase().replace(/:$/, ''), factory);
+  factories.register(scheme.toLowerCase().replace(/:$/, ''), factory);
 }
 
 /** Schemes that `createStore` accepts. */
 export function supportedStoreSchemes(): string[] {
-  return [...factories.keys()];
+  return factories.names();
 }
 
 /** Opens the store a URL names. MeshError CONFIG for a malformed URL or unknown scheme. */

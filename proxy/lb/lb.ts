@@ -4,7 +4,8 @@
  * one priority level; which level is in play is lb-locality's business.
  */
 
-import { ErrorCodes, MeshError } from '../../core/errors.js';
+import { ErrorCodes } from '../../core/errors.js';
+import { FactoryRegistry } from '../../core/factory-registry.js';
 import type { EndpointState } from '../cluster/endpoint-state.js';
 
 /** The available endpoints of one priority level, with weights pre-summed once per change. */
@@ -77,23 +78,18 @@ export interface LoadBalancer {
 
 export type LoadBalancerFactory = () => LoadBalancer;
 
-const registry = new Map<string, LoadBalancerFactory>();
+/** The policies by their DestinationRule names (ROUND_ROBIN, LEAST_REQUEST, RANDOM); an unknown one is a config error. */
+const registry = new FactoryRegistry<LoadBalancerFactory>('load balancer', ErrorCodes.CONFIG);
 
 export function registerLoadBalancer(name: string, factory: LoadBalancerFactory): void {
-  registry.set(name, factory);
+  registry.register(name, factory);
 }
 
+/** @throws MeshError CONFIG naming an unknown policy and the known ones. */
 export function createLoadBalancer(name: string): LoadBalancer {
-  const factory = registry.get(name);
-  if (factory === undefined) {
-    throw new MeshError(
-      ErrorCodes.CONFIG,
-      `unknown load balancer ${name} (known: ${[...registry.keys()].join(', ')})`,
-    );
-  }
-  return factory();
+  return registry.require(name)();
 }
 
 export function registeredLoadBalancers(): string[] {
-  return [...registry.keys()];
+  return registry.names();
 }

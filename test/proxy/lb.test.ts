@@ -55,7 +55,9 @@ function picks(name: string, level: LbLevel, n: number): Record<string, number> 
 describe('load balancers', () => {
   it('are registered by Istio name', () => {
     expect(registeredLoadBalancers().sort()).toEqual(['LEAST_REQUEST', 'RANDOM', 'ROUND_ROBIN']);
-    expect(() => createLoadBalancer('MAGLEV')).toThrow(/unknown load balancer MAGLEV/);
+    expect(() => createLoadBalancer('MAGLEV')).toThrow(
+      /unknown load balancer "MAGLEV"; known: LEAST_REQUEST, RANDOM, ROUND_ROBIN/,
+    );
   });
 
   it('round robin takes turns, and honours weights smoothly', () => {
