@@ -91,9 +91,13 @@ function nowSeconds(): number {
   return Math.floor(Date.now() / 1000);
 }
 
+/** The largest time value a Date holds, in ms either side of the epoch (ECMA-262 §21.4.1.1). */
+const MAX_TIME_MS = 8.64e15;
+
 function iso(seconds: number): string {
   const ms = seconds * 1000;
-  return Number.isNaN(new Date(ms).getTime()) ? String(seconds) : formatIsoTime(ms);
+  // Beyond ECMAScript's time range (±8.64e15 ms) no date can be written: the raw claim is shown instead.
+  return Math.abs(ms) <= MAX_TIME_MS ? formatIsoTime(ms) : String(seconds);
 }
 
 /** Decodes base64url, accepting only the canonical unpadded spelling. */
