@@ -183,24 +183,33 @@ class ResourceRoutes {
       }
       stream.send(event.type, { type: event.type, object: event.object }, event.revision);
     };
+    const refuse = (err: unknown): void => {
+      const meshErr =
+        err instanceof MeshError
+          ? err
+          : new MeshError(ErrorCodes.STORE_UNAVAILABLE, err instanceof Error ? err.message : String(err));
+      stream.send('ERROR', meshErr.toJSON());
+      stream.close();
+    };
     const start = (fromRevision: number): void => {
       if (stream.isClosed) return;
-      watch = this.options.store.watch(
-        { kind: target.kind.kind, namespace: target.namespace, fromRevision },
-        {
-          onEvent: send,
-          onError: (err) => {
-            const meshErr =
-              err instanceof MeshError ? err : new MeshError(ErrorCodes.STORE_UNAVAILABLE, err.message);
-            stream.send('ERROR', meshErr.toJSON());
-            stream.close();
+      try {
+        watch = this.options.store.watch(
+          { kind: target.kind.kind, namespace: target.namespace, fromRevision },
+          {
+            onEvent: send,
+            onError: refuse,
           },
-        },
-      );
+        );
+      } catch (err) {
+        // A watch the store refuses at once (a revision it cannot serve): the head is out, so say it in the stream.
+        refuse(err);
+      }
     };
     if (fromParam !== null && fromParam !== '') {
       const fromRevision = Number(fromParam);
-      if (!Number.isInteger(fromRevision) || fromRevision < 0) {
+      // Safe integers only: the store refuses larger ones, and by then the stream's head is out.
+      if (!Number.isSafeInteger(fromRevision) || fromRevision < 0) {
         stream.send(
           'ERROR',
           new MeshError(

@@ -243,6 +243,27 @@ describe('global policy API', () => {
     }
   });
 
+  it('answers a watch from a revision it cannot hold with an ERROR event naming it, and keeps serving', async () => {
+    for (const bad of ['1e300', '9007199254740993', '-1', 'soon']) {
+      const watch = await openSse(
+        `${api}/apis/security.istio.io/v1/peerauthentications?watch=true&resourceVersion=${bad}`,
+        admin,
+      );
+      try {
+        const event = await watch.next();
+        expect(event.event).toBe('ERROR');
+        expect(event.data).toMatchObject({
+          code: 'MESHFED_ERR_INVALID_ARGUMENT',
+          message: expect.stringContaining(`resourceVersion must be a non-negative integer, got "${bad}"`),
+        });
+      } finally {
+        watch.close();
+      }
+    }
+    const list = await http(`${api}/apis/security.istio.io/v1/peerauthentications`, { token: admin });
+    expect(list.status).toBe(200);
+  });
+
   it('publishes the trust bundle and never a private key', async () => {
     const bundle = await http(`${api}/api/v1/trust-bundle`, { token: admin });
     expect(bundle.status).toBe(200);
