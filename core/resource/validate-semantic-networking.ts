@@ -14,6 +14,7 @@ import {
   mapDeprecatedPercent,
 } from './deprecated-fields.js';
 import { isDns1123Label } from './dns-name.js';
+import { isEndpointAddress } from './endpoint-address.js';
 import { checkRe2Regex } from './regex-re2.js';
 import { asArray, asObject, checkExactlyOne, index, invalid, key } from './validate-common.js';
 import type { Ctx, Obj } from './validate-common.js';
@@ -297,6 +298,12 @@ export function checkWorkloadEntry(path: string, entry: Obj): void {
   const address = entry.address;
   if ((address === undefined || address === '') && (entry.network === undefined || entry.network === '')) {
     throw invalid(key(path, 'address'), 'required unless network is set');
+  }
+  // Istio also takes a Unix socket, unix:///abs/path, for an endpoint on the proxy's own host.
+  if (typeof address === 'string' && address !== '' && !address.startsWith('unix:///')) {
+    if (!isEndpointAddress(address)) {
+      throw invalid(key(path, 'address'), `"${address}" is not an IP address, a DNS name or unix:///path`);
+    }
   }
 }
 

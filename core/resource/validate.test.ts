@@ -414,6 +414,30 @@ describe('refusals name the field', () => {
       'required unless network',
     ],
     [
+      'WorkloadEntry with an address that is neither IP nor DNS name',
+      () =>
+        validateResource({
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'WorkloadEntry',
+          metadata: { name: 'vm1' },
+          spec: { address: '::::' },
+        }),
+      'spec.address',
+      '"::::" is not an IP address, a DNS name or unix:///path',
+    ],
+    [
+      'ServiceEntry endpoint with a malformed address',
+      () =>
+        validateResource({
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'ServiceEntry',
+          metadata: { name: 'ext' },
+          spec: { hosts: ['ext.example.com'], endpoints: [{ address: 'a b' }] },
+        }),
+      'spec.endpoints[0].address',
+      'is not an IP address',
+    ],
+    [
       'WorkloadGroup without template',
       () =>
         validateResource({
@@ -433,6 +457,25 @@ describe('refusals name the field', () => {
     expect(err.field).toBe(field);
     expect(err.message).toContain(`${field}: `);
     expect(err.message).toContain(message);
+  });
+
+  it('takes a workload address as an IP (a zone suffix included), a DNS name or a Unix socket', () => {
+    for (const address of [
+      '10.0.0.5',
+      'fe80::1%eth0',
+      '2001:db8::7',
+      'VM-1.Example.com',
+      'unix:///run/app.sock',
+    ]) {
+      expect(() =>
+        validateResource({
+          apiVersion: 'networking.istio.io/v1',
+          kind: 'WorkloadEntry',
+          metadata: { name: 'vm1' },
+          spec: { address },
+        }),
+      ).not.toThrow();
+    }
   });
 
   it('refuses an unknown kind with UNKNOWN_KIND naming what is accepted', () => {

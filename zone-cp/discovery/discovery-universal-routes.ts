@@ -23,6 +23,8 @@ import type { RequestContext, Router } from '../../core/http/router.js';
 import { createLogger } from '../../core/log.js';
 import type { Logger } from '../../core/log.js';
 import type { Resource, StoredResource } from '../../core/resource/resource.js';
+import { isEndpointAddress } from '../../core/resource/endpoint-address.js';
+import { parseWorkloadLabels } from '../../core/resource/workload-labels.js';
 import { isDns1123Label, isDns1123Subdomain, validateResource } from '../../core/resource/validate.js';
 import type { Store } from '../../core/store/store.js';
 import {
@@ -83,9 +85,6 @@ const BODY_FIELDS = new Set([
 const WORKLOAD_API_VERSION = 'networking.istio.io/v1';
 const MAX_CAS_RETRIES = 5;
 const PORT_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const IPV6 = /^[0-9a-fA-F:]+(%[A-Za-z0-9]+)?$/;
 
 function invalid(field: string, message: string): MeshError {
   return new MeshError(ErrorCodes.VALIDATION, `${field}: ${message}`, { field });
@@ -97,20 +96,6 @@ function forbidden(field: string, message: string): MeshError {
 
 function isPort(value: unknown): value is number {
   return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 65535;
-}
-
-function isLabelKey(key: string): boolean {
-  const slash = key.indexOf('/');
-  const prefix = slash < 0 ? '' : key.slice(0, slash);
-  const name = slash < 0 ? key : key.slice(slash + 1);
-  if (slash >= 0 && (prefix === '' || prefix.length > 253 || !isDns1123Subdomain(prefix))) return false;
-  return name.length >= 1 && name.length <= 63 && /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/.test(name);
-}
-
-function isAddress(value: string): boolean {
-  if (IPV4.test(value)) return true;
-  if (value.includes(':')) return IPV6.test(value);
-  return value.length <= 253 && isDns1123Subdomain(value.toLowerCase());
 }
 
 /** Checks a registration body field by field; errors name the body field. */
@@ -138,7 +123,7 @@ function parseRegistration(raw: unknown): RegistrationBody {
     throw invalid('namespace', `"${namespace}" is not a DNS-1123 label`);
   }
   if (typeof body.address !== 'string' || body.address === '') throw invalid('address', 'is required');
-  if (!isAddress(body.address))
+  if (!isEndpointAddress(body.address))
     throw invalid('address', `"${body.address}" is not an IP address or DNS name`);
   const ports: Record<string, number> = {};
   if (body.ports !== undefined) {
@@ -151,19 +136,7 @@ function parseRegistration(raw: unknown): RegistrationBody {
       ports[portName] = port;
     }
   }
-  const labels: Record<string, string> = {};
-  if (body.labels !== undefined) {
-    if (body.labels === null || typeof body.labels !== 'object' || Array.isArray(body.labels)) {
-      throw invalid('labels', 'must be an object of strings');
-    }
-    for (const [k, v] of Object.entries(body.labels as Record<string, unknown>)) {
-      if (!isLabelKey(k)) throw invalid(`labels.${k}`, 'is not a valid label key');
-      if (typeof v !== 'string' || v.length > 63 || !LABEL_VALUE.test(v)) {
-        throw invalid(`labels.${k}`, 'must be a valid label value (≤ 63 alphanumerics, "-", "_", ".")');
-      }
-      labels[k] = v;
-    }
-  }
+  const labels = parseWorkloadLabels(body.labels, 'labels');
   const serviceAccount = optionalString('serviceAccount');
   if (serviceAccount !== undefined && !isDns1123Subdomain(serviceAccount)) {
     throw invalid('serviceAccount', `"${serviceAccount}" is not a DNS-1123 name`);

@@ -12,12 +12,13 @@
  */
 
 import type { IncomingMessage } from 'node:http';
-import { isIP } from 'node:net';
 import { bearerToken } from '../../core/api/auth.js';
 import { ErrorCodes, MeshError } from '../../core/errors.js';
 import { parseJsonBody, readBody } from '../../core/http/body.js';
 import { sendJson } from '../../core/http/respond.js';
 import type { Router } from '../../core/http/router.js';
+import { isEndpointAddress } from '../../core/resource/endpoint-address.js';
+import { parseWorkloadLabels } from '../../core/resource/workload-labels.js';
 import { isDns1123Label, isDns1123Subdomain } from '../../core/resource/validate.js';
 import type { VmRegistration } from './vm-entries.js';
 import type { ProvenVm } from './vm-request-proof.js';
@@ -25,9 +26,6 @@ import { firstRootFingerprint } from './vm-token-kind.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 const MAX_CSR_LENGTH = 16 * 1024;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
-const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
-const RESERVED_LABEL_PREFIXES = ['meshfed.io/', 'istio.io/'];
 
 export interface JoinBody {
   csrPem: string;
@@ -104,41 +102,13 @@ function port(body: Obj, field: string, required: boolean): number | undefined {
 /** An IP address or DNS name other workloads can reach the VM at. */
 function address(body: Obj, field: string): string {
   const value = requiredString(body, field);
-  if (isIP(value) === 0 && !isDns1123Subdomain(value.toLowerCase())) {
+  if (!isEndpointAddress(value)) {
     throw invalid(field, `"${value}" is not an IP address or DNS name`);
   }
   if (value === '0.0.0.0' || value === '::') {
     throw invalid(field, `"${value}" is not an address others can reach: give the VM's own address`);
   }
   return value;
-}
-
-function labels(body: Obj, field: string): Record<string, string> {
-  const value = body[field];
-  if (value === undefined) return {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw invalid(field, 'must be an object of label names to values');
-  }
-  const out: Record<string, string> = {};
-  for (const [k, v] of Object.entries(value as Obj)) {
-    const slash = k.indexOf('/');
-    const prefix = slash < 0 ? '' : k.slice(0, slash);
-    const name = slash < 0 ? k : k.slice(slash + 1);
-    if ((slash >= 0 && !isDns1123Subdomain(prefix)) || !LABEL_NAME.test(name)) {
-      throw invalid(`${field}.${k}`, 'is not a valid label name');
-    }
-    if (RESERVED_LABEL_PREFIXES.some((p) => k.startsWith(p))) {
-      throw invalid(
-        `${field}.${k}`,
-        'labels under meshfed.io/ and istio.io/ are set by the zone, not the VM',
-      );
-    }
-    if (typeof v !== 'string' || !LABEL_VALUE.test(v)) {
-      throw invalid(`${field}.${k}`, 'must be a label value (at most 63 letters, digits, "-", "_", ".")');
-    }
-    out[k] = v;
-  }
-  return out;
 }
 
 export function parseJoinBody(raw: unknown): JoinBody {
@@ -163,7 +133,7 @@ export function parseJoinBody(raw: unknown): JoinBody {
     csrPem,
     address: address(body, 'address'),
     inboundPort: port(body, 'inboundPort', false) ?? 15006,
-    labels: labels(body, 'labels'),
+    labels: parseWorkloadLabels(body.labels, 'labels'),
     ...(servicePort === undefined ? {} : { servicePort }),
     ...(hostname === undefined ? {} : { hostname }),
     ...(typeof ttl === 'number' ? { certTtlSeconds: ttl } : {}),
@@ -213,7 +183,7 @@ export function parseHeartbeatBody(raw: unknown): HeartbeatBody {
     registration: {
       address: address(reg, 'address'),
       inboundPort: port(reg, 'inboundPort', false) ?? 15006,
-      labels: labels(reg, 'labels'),
+      labels: parseWorkloadLabels(reg.labels, 'labels'),
       ...(servicePort === undefined ? {} : { servicePort }),
       ...(hostname === undefined ? {} : { hostname }),
     },
