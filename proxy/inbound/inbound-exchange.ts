@@ -16,6 +16,7 @@ import { addExchangeSpan, recordExchangeMetrics, SPAN_KIND_SERVER } from '../htt
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import { HttpExchange } from '../http/http-exchange.js';
 import { ResponseFlags } from '../http/response-flags.js';
+import { inboundRequestTarget } from '../http/request-target.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import type { BaseSeries } from '../telemetry/istio-metrics.js';
 import { continueTrace, ensureRequestId, propagate, type SpanContext } from '../telemetry/trace.js';
@@ -27,6 +28,11 @@ import { parseSourceHeader, type InboundConn } from './inbound-conn.js';
 /** Inbound bodies up to this size are kept so a request hitting a stale app connection can be resent. */
 const INBOUND_REPLAY_LIMIT = 64 * 1024;
 const MAX_STALE_RETRIES = 2;
+
+function lastXffAddress(xff: string): string {
+  const comma = xff.lastIndexOf(',');
+  return (comma < 0 ? xff : xff.slice(comma + 1)).trim();
+}
 
 export function authzRequestOf(
   conn: InboundConn,
@@ -42,7 +48,8 @@ export function authzRequestOf(
     principal: conn.principal,
     namespace: conn.namespace,
     sourceIp: conn.remoteAddress,
-    remoteIp: xff === undefined ? conn.remoteAddress : (xff.split(',')[0] ?? '').trim(),
+    // As Envoy with xff_num_trusted_hops 0 (Istio's default): the last address appended, not the first a client wrote.
+    remoteIp: xff === undefined ? conn.remoteAddress : lastXffAddress(xff),
     port: port.port,
     targetPort: port.targetPort,
     destinationIp: conn.localAddress,
@@ -66,6 +73,10 @@ export class InboundExchange extends HttpExchange {
   staleRetries = 0;
   tries = 0;
   policy = '';
+  /** The request target in origin-form, normalized (http/request-target.ts): what the policy saw and the app gets. */
+  path = '/';
+  /** The authority of an absolute-form target. */
+  targetAuthority: string | undefined;
 
   constructor(
     ctx: ProxyContext,
@@ -86,7 +97,15 @@ export class InboundExchange extends HttpExchange {
 
   start(): void {
     const req = this.req;
-    const url = req.url ?? '/';
+    const target = inboundRequestTarget(req.url ?? '/', req.method ?? 'GET');
+    if (target === undefined) {
+      this.details = 'invalid_request_target';
+      this.localReply(400, 'Bad Request: the request target is not a path', ResponseFlags.NONE);
+      return;
+    }
+    const url = target.path;
+    this.path = url;
+    this.targetAuthority = target.authority;
     const authz = this.active.config.inbound.authz;
     if (!authz.empty) {
       const q = url.indexOf('?');
@@ -127,11 +146,13 @@ export class InboundExchange extends HttpExchange {
     const pool = this.pool;
     if (pool === undefined) return;
     this.tries++;
+    // An absolute-form target's authority replaces Host (RFC 9112 §3.2.2).
     const authority =
+      this.targetAuthority ??
       firstHeader(this.req.headers[':authority']) ??
       this.req.headers.host ??
       `127.0.0.1:${this.port.targetPort}`;
-    this.feedAttempt(pool.open(this, this.req.method ?? 'GET', this.req.url ?? '/', authority, this.headers));
+    this.feedAttempt(pool.open(this, this.req.method ?? 'GET', this.path, authority, this.headers));
   }
 
   onAttemptResponse(attempt: Attempt, status: number, headers: IncomingHttpHeaders, body: Readable): void {

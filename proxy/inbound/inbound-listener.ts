@@ -28,6 +28,7 @@ import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import type { LeanRequest } from '../http/lean-h1/lean-request.js';
 import type { LeanResponse } from '../http/lean-h1/lean-response.js';
+import { inboundRequestTarget } from '../http/request-target.js';
 import { splice } from '../tcp/tcp-splice.js';
 import { peerSpiffeId } from '../tls/tls-material.js';
 import { authzRequestOf, InboundExchange } from './inbound-exchange.js';
@@ -269,8 +270,13 @@ export class InboundListener extends HttpListener {
       socket.destroy();
       return;
     }
+    const target = inboundRequestTarget(req.url ?? '/', req.method ?? 'GET');
+    if (target === undefined) {
+      rawHttpError(socket, 400, 'Bad Request: the request target is not a path');
+      return;
+    }
+    const url = target.path;
     const authz = active.config.inbound.authz;
-    const url = req.url ?? '/';
     if (!authz.empty) {
       const q = url.indexOf('?');
       const decision = authz.evaluate(authzRequestOf(conn, port, req, q < 0 ? url : url.slice(0, q)));
@@ -287,7 +293,7 @@ export class InboundListener extends HttpListener {
     const requestHead = upgradeRequestHead(
       req,
       url,
-      req.headers.host ?? `127.0.0.1:${port.targetPort}`,
+      target.authority ?? req.headers.host ?? `127.0.0.1:${port.targetPort}`,
       extra,
     );
     const onError = (): void =>

@@ -6,6 +6,7 @@
 
 import type { CompiledOutbound, CompiledService } from '../config/config-types.js';
 import type { ServicePort } from '../../core/mesh/snapshot.js';
+import { splitRequestTarget } from '../http/request-target.js';
 
 export interface Target {
   /** Host as the app wrote it, without port, lower-case. */
@@ -55,31 +56,21 @@ export function splitAuthority(authority: string): { hostname: string; port: num
  * usable authority.
  */
 export function readTarget(url: string, hostHeader: string | undefined): Target | undefined {
-  let authority: string | undefined;
+  let authority = hostHeader;
   let path = url;
   if (url.charCodeAt(0) !== 47 /* / */) {
-    // Absolute form: http://authority/path?query
-    const lower = url.slice(0, 7).toLowerCase();
-    if (lower !== 'http://') return undefined;
-    const rest = url.slice(7);
-    let end = rest.length;
-    for (let i = 0; i < rest.length; i++) {
-      const c = rest.charCodeAt(i);
-      if (c === 47 || c === 63 || c === 35) {
-        end = i;
-        break;
-      }
-    }
-    authority = rest.slice(0, end);
-    path = rest.slice(end);
-    if (path === '' || path.charCodeAt(0) !== 47) path = '/' + path;
-  } else {
-    authority = hostHeader;
+    // Absolute form, as an app that uses this proxy as its HTTP_PROXY sends it. Plain http:// only:
+    // an https:// target would be for a TLS-terminating proxy, which this port is not.
+    if (url.slice(0, 7).toLowerCase() !== 'http://') return undefined;
+    const split = splitRequestTarget(url);
+    if (split === undefined) return undefined;
+    authority = split.authority;
+    path = split.path;
   }
   if (authority === undefined) return undefined;
-  const split = splitAuthority(authority);
-  if (split === undefined) return undefined;
-  return { hostname: split.hostname, port: split.port, authority, path };
+  const host = splitAuthority(authority);
+  if (host === undefined) return undefined;
+  return { hostname: host.hostname, port: host.port, authority, path };
 }
 
 export function findService(outbound: CompiledOutbound, hostname: string): CompiledService | undefined {

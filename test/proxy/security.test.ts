@@ -335,6 +335,38 @@ describe('authorization', () => {
     expect((await viaClient('/admin/users/1')).status).toBe(403);
   });
 
+  it('a path policy holds however the path is spelled: absolute-form, dot segments, %2e; the app gets it normalized', async () => {
+    serverConfig([port('PERMISSIVE')], 'PERMISSIVE', [
+      { name: 'allow-all', namespace: NS, action: 'ALLOW', rules: [{}] },
+      {
+        name: 'deny-admin',
+        namespace: NS,
+        action: 'DENY',
+        rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }],
+      },
+    ]);
+    for (const path of [
+      'http://httpbin.foo:8000/admin/users',
+      '/public/../admin/users',
+      '/public/%2e%2e/admin/users',
+      '/./admin/users',
+    ]) {
+      expect({ path, status: (await plaintext(path)).status }).toEqual({ path, status: 403 });
+    }
+    expect((await viaClient('/public/./../admin/users')).status).toBe(403);
+    expect(app.requests.find((r) => r.url.includes('admin'))).toBeUndefined();
+
+    expect((await plaintext('http://httpbin.foo:8000/public/./a/../b?q=1', 'ignored.example')).status).toBe(
+      200,
+    );
+    const seen = app.requests.at(-1);
+    expect(seen?.url).toBe('/public/b?q=1');
+    expect(seen?.headers.host).toBe('httpbin.foo:8000');
+    // Not a path at all: refused before any policy or app sees it.
+    expect((await plaintext('ftp://httpbin.foo/admin')).status).toBe(400);
+    serverConfig([port('STRICT')], 'STRICT');
+  });
+
   it('allow-nothing (an ALLOW policy without rules) refuses every request', async () => {
     serverConfig([port('STRICT')], 'STRICT', [
       { name: 'allow-nothing', namespace: NS, action: 'ALLOW', rules: [] },
