@@ -64,6 +64,19 @@ export class CircuitBreaker {
     return 'overflow';
   }
 
+  /**
+   * A slot now or none: for what cannot wait in the queue (a TCP connection).
+   * True: the slot is yours (call release() when done); false: counted as an overflow.
+   */
+  tryAcquire(): boolean {
+    if (this.active < this.#capacity() && this.pending === 0) {
+      this.active++;
+      return true;
+    }
+    this.overflows++;
+    return false;
+  }
+
   release(): void {
     this.active--;
     this.#drain();

@@ -12,7 +12,6 @@ import { monotonicMs } from '../../core/clock.js';
 import { formatIsoTime } from '../../core/utc-format.js';
 import type { ClusterRuntime } from '../cluster/cluster-runtime.js';
 import type { EndpointState } from '../cluster/endpoint-state.js';
-import type { PendingWaiter } from '../cluster/circuit-breaker.js';
 import type { CompiledService } from '../config/config-types.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import { UNKNOWN_PEER, type BaseSeries } from '../telemetry/istio-metrics.js';
@@ -26,11 +25,6 @@ export interface TcpOutcome {
   /** Called once the upstream is connected (CONNECT answers 200 then) or with the reason it is not. */
   onReady?(error: string | undefined, flag: string): void;
 }
-
-class NoWait implements PendingWaiter {
-  onSlotGranted(): void {}
-}
-const NO_WAIT = new NoWait();
 
 /** Proxies `client` to `service:port`. `head` is data already read from the client. */
 export function proxyTcp(
@@ -57,7 +51,7 @@ export function proxyTcp(
     return;
   }
   // TCP connections count against maxConnections; nothing to queue them behind.
-  if (cluster.breaker.acquire(NO_WAIT) !== 'go') {
+  if (!cluster.breaker.tryAcquire()) {
     ctx.stats.overflows.inc({ cluster: cluster.name });
     fail('circuit breaker overflow', 'UO', cluster);
     return;

@@ -293,6 +293,23 @@ describe('circuit breaker', () => {
     expect(cb.tryRetry()).toBe(false);
   });
 
+  it('tryAcquire never queues: what it refuses holds no slot, and a freed slot is free for the next', () => {
+    const cb = new CircuitBreaker({
+      maxConnections: 1,
+      http1MaxPendingRequests: 10,
+      http2MaxRequests: 1000,
+      maxRetries: 1,
+      h2: false,
+    });
+    expect(cb.tryAcquire()).toBe(true);
+    expect(cb.tryAcquire()).toBe(false);
+    expect(cb.pending).toBe(0);
+    expect(cb.overflows).toBe(1);
+    cb.release();
+    expect(cb.active).toBe(0);
+    expect(cb.tryAcquire()).toBe(true);
+  });
+
   it('for HTTP/2 bounds requests, not connections, and never queues', () => {
     const cb = new CircuitBreaker({
       maxConnections: 1,

@@ -11,6 +11,7 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import type { EndpointConfig, InboundPort, ServicePort } from '../../core/mesh/snapshot.js';
+import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
   keepAlive,
@@ -68,6 +69,13 @@ const echoService: grpc.ServiceDefinition = {
 };
 
 let ports: { ws: number; h1: number; h2: number; grpc: number; tcp: number };
+const SERVICE_PORTS: ServicePort[] = [
+  { name: 'ws', port: 8080, protocol: 'http' },
+  { name: 'h1', port: 8081, protocol: 'http' },
+  { name: 'h2', port: 8082, protocol: 'http2' },
+  { name: 'grpc', port: 50051, protocol: 'grpc' },
+  { name: 'pg', port: 5432, protocol: 'tcp' },
+];
 
 beforeAll(async () => {
   // A WebSocket-ish app: answers 101 and then echoes raw bytes.
@@ -132,13 +140,6 @@ beforeAll(async () => {
     sidecarSnapshot({ ...serverW, roots: [mesh.rootPem], inboundPorts: inbound, defaultMtls: 'STRICT' }),
   );
   const endpoint: EndpointConfig = sidecarEndpoint(server.handle.ports.inbound, serverW);
-  const servicePorts: ServicePort[] = [
-    { name: 'ws', port: 8080, protocol: 'http' },
-    { name: 'h1', port: 8081, protocol: 'http' },
-    { name: 'h2', port: 8082, protocol: 'http2' },
-    { name: 'grpc', port: 50051, protocol: 'grpc' },
-    { name: 'pg', port: 5432, protocol: 'tcp' },
-  ];
   client = await startTestProxy(
     mesh,
     clientW,
@@ -149,7 +150,7 @@ beforeAll(async () => {
         {
           name: 'echo',
           namespace: NS,
-          ports: servicePorts,
+          ports: SERVICE_PORTS,
           clusters: [{ subset: '_', endpoints: [endpoint] }],
         },
       ],
@@ -335,6 +336,70 @@ describe('opaque TCP', () => {
         destination_service_name: 'echo',
       }),
     ).toBeGreaterThanOrEqual(1);
+  });
+
+  it('maxConnections refuses the connection over the limit, and frees the slot when one closes', async () => {
+    const limited = (trafficPolicy: Record<string, unknown>): void =>
+      client.handle.applySnapshot(
+        sidecarSnapshot({
+          ...clientW,
+          roots: [mesh.rootPem],
+          services: [
+            {
+              name: 'echo',
+              namespace: NS,
+              ports: SERVICE_PORTS,
+              clusters: [
+                {
+                  subset: '_',
+                  trafficPolicy,
+                  endpoints: [sidecarEndpoint(server.handle.ports.inbound, serverW)],
+                },
+              ],
+            },
+          ],
+        }),
+      );
+    limited({ connectionPool: { tcp: { maxConnections: 1 } } });
+    const local = client.handle.ports.tcp['echo.proto:5432'] ?? 0;
+    const open = async (): Promise<net.Socket> => {
+      const socket = net.connect({ host: '127.0.0.1', port: local });
+      await new Promise((resolve) => socket.once('connect', resolve));
+      return socket;
+    };
+    try {
+      const first = await open();
+      expect(await talk(first, 'one')).toBe('pong:one');
+      const second = await open();
+      // Over the limit: closed without an answer (UO).
+      await new Promise((resolve) => second.once('close', resolve));
+      const closed = new Promise((resolve) => first.once('close', resolve));
+      first.destroy();
+      await closed;
+      // The slot the first one held is free again: twice, so a leaked slot would show.
+      // Another connection gets through once the first one's slot is released (its upstream side
+      // closes just after), twice over, so that a slot kept by the refused connection would show.
+      for (const text of ['three', 'four']) {
+        await waitFor(
+          async () => {
+            const next = await open();
+            const reply = await Promise.race([
+              talk(next, text).catch(() => 'error'),
+              new Promise<string>((resolve) => next.once('close', () => resolve('closed'))),
+            ]);
+            if (!next.closed) {
+              const gone = new Promise((resolve) => next.once('close', resolve));
+              next.destroy();
+              await gone;
+            }
+            return reply === `pong:${text}` || undefined;
+          },
+          { what: `a connection after the first closed (${text})`, timeoutMs: 5000 },
+        );
+      }
+    } finally {
+      limited({});
+    }
   });
 
   it('tunnels TCP through HTTP CONNECT on the outbound port', async () => {
