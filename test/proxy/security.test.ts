@@ -85,10 +85,20 @@ function endpoint(): EndpointConfig {
 }
 
 /** Plain HTTP straight to the server proxy's inbound port. */
-function plaintext(path: string, host = 'httpbin.foo:8000'): Promise<{ status: number; body: string }> {
+function plaintext(
+  path: string,
+  host = 'httpbin.foo:8000',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port: server.handle.ports.inbound, path, headers: { host }, agent: false },
+      {
+        host: '127.0.0.1',
+        port: server.handle.ports.inbound,
+        path,
+        headers: { ...headers, host },
+        agent: false,
+      },
       (res) => {
         let body = '';
         res.on('data', (c: Buffer) => (body += c.toString()));
@@ -364,6 +374,24 @@ describe('authorization', () => {
     expect(seen?.headers.host).toBe('httpbin.foo:8000');
     // Not a path at all: refused before any policy or app sees it.
     expect((await plaintext('ftp://httpbin.foo/admin')).status).toBe(400);
+    serverConfig([port('STRICT')], 'STRICT');
+  });
+
+  it('remote.ip is the last X-Forwarded-For address, not the first one a client wrote', async () => {
+    serverConfig([port('PERMISSIVE')], 'PERMISSIVE', [
+      {
+        name: 'from-the-lan',
+        namespace: NS,
+        action: 'ALLOW',
+        rules: [{ from: [{ source: { remoteIpBlocks: ['10.0.0.0/8'] } }] }],
+      },
+    ]);
+    const xff = (value: string): Promise<number> =>
+      plaintext('/xff', undefined, { 'x-forwarded-for': value }).then((a) => a.status);
+    expect(await xff('192.168.0.1, 10.0.0.9')).toBe(200);
+    expect(await xff('10.0.0.9, 192.168.0.1')).toBe(403);
+    // Without the header it is the connection's own address (loopback here).
+    expect((await plaintext('/xff')).status).toBe(403);
     serverConfig([port('STRICT')], 'STRICT');
   });
 
