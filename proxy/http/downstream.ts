@@ -30,6 +30,7 @@ export interface DownstreamBody {
   on(event: 'data', listener: (chunk: Buffer) => void): unknown;
   on(event: 'end', listener: () => void): unknown;
   removeListener(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  removeListener(event: 'end', listener: () => void): unknown;
   pause(): unknown;
   resume(): unknown;
   isPaused(): boolean;

@@ -124,7 +124,12 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
       }
     }
     const attempt = this.attempt;
-    if (attempt !== undefined && !attempt.broken && !attempt.write(chunk)) this.#body.pause();
+    if (attempt === undefined || attempt.broken) {
+      // Between tries (a backoff, the pending queue) the chunk is only in the copy: read no
+      // further, or the copy could pass its limit with no try to take the rest. The next
+      // try's feedAttempt resumes.
+      this.#body.pause();
+    } else if (!attempt.write(chunk)) this.#body.pause();
   }
 
   onRequestEnd(): void {
@@ -309,8 +314,12 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
     if (this.finished) return;
     this.finished = true;
     if (this.#listening && !this.bodyComplete) {
-      // The rest of the body has nowhere to go: drop it (and let the socket continue).
+      // The rest of the body has nowhere to go: drop it (and let the socket continue). The copy
+      // stays incomplete for good, so no mirror is sent from it when the body ends.
       this.#body.removeListener('data', onRequestData);
+      this.#body.removeListener('end', onRequestEnd);
+      this.#copy = undefined;
+      this.bodyLost = true;
       this.#body.resume();
     }
     this.onFinish();

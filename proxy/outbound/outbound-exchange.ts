@@ -27,6 +27,7 @@ import { addExchangeSpan, recordExchangeMetrics, SPAN_KIND_CLIENT } from '../htt
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import { HttpExchange } from '../http/http-exchange.js';
 import { addFlag, ResponseFlags } from '../http/response-flags.js';
+import { isIdempotentRequest } from '../http/idempotent.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import { UNKNOWN_PEER, type BaseSeries, type PeerLabels } from '../telemetry/istio-metrics.js';
 import { continueTrace, ensureRequestId, propagate, type SpanContext } from '../telemetry/trace.js';
@@ -260,6 +261,7 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
         shadowAuthority(this.authority),
         this.upstreamHeaders,
         body,
+        route.timeoutMs,
       );
     }
   }
@@ -295,7 +297,25 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
       this.#releaseSlot();
       return;
     }
+    if (this.#bodyNotReplayable()) return;
     this.#send();
+  }
+
+  /**
+   * A new try needs the body from its first byte. Between tries the body is
+   * not read past what the copy holds (HttpExchange.onRequestData), but when
+   * even that passed the replay limit, sending would give the upstream a
+   * body without its beginning: answer 503 instead.
+   */
+  #bodyNotReplayable(): boolean {
+    if (this.replayable) return false;
+    this.details = 'request_body_exceeds_replay_limit';
+    this.localReply(
+      503,
+      'upstream retry: the request body could not be kept to send again',
+      ResponseFlags.RETRY_LIMIT_EXCEEDED,
+    );
+    return true;
   }
 
   #send(): void {
@@ -375,7 +395,7 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
 
   afterBackoff(): void {
     this.waitTimer = undefined;
-    if (this.finished) return;
+    if (this.finished || this.#bodyNotReplayable()) return;
     this.#send();
   }
 
@@ -418,9 +438,11 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
     if (
       kind === UpstreamFailure.STALE_CONNECTION &&
       this.replayable &&
-      this.staleRetries < MAX_STALE_RETRIES
+      this.staleRetries < MAX_STALE_RETRIES &&
+      isIdempotentRequest(this.req.method, this.req.headers)
     ) {
-      // The server closed an idle connection as we reused it: the request never arrived. Try again at once.
+      // Most likely the server closed an idle connection as we reused it and the request never
+      // arrived; but it may have, so only a request that is safe to repeat goes again at once.
       this.staleRetries++;
       this.attempt = undefined;
       this.#endpointDone();

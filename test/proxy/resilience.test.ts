@@ -6,8 +6,10 @@
  */
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
-import net from 'node:net';
+import http from 'node:http';
+import net, { type AddressInfo } from 'node:net';
 import type { EndpointConfig, IstioObject } from '../../core/mesh/snapshot.js';
+import { mirrorsInFlight } from '../../proxy/outbound/outbound-mirror.js';
 import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
@@ -125,6 +127,59 @@ function slow(ms: number): AppHandler {
   };
 }
 
+/** A plain endpoint straight to a port of this host (no server proxy): the app sees exactly what the client proxy sends. */
+function plainEndpoint(port: number): EndpointConfig {
+  return {
+    address: '127.0.0.1',
+    port,
+    via: 'plaintext',
+    zone: 'zone-a',
+    weight: 1,
+    healthy: true,
+    labels: { app: 'backend' },
+    workload: 'plain',
+    identities: [],
+  };
+}
+
+/** An app on a raw node:http server, for answers a recorded app cannot give (before the body ends, a dropped socket). */
+async function rawApp(handler: http.RequestListener): Promise<{ port: number; server: http.Server }> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  started.push({
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  });
+  return { port: (server.address() as AddressInfo).port, server };
+}
+
+/** POSTs `body` through the client proxy in two writes, `pauseMs` apart; resolves with the status. */
+function postInTwoParts(path: string, body: Buffer, split: number, pauseMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port: client.handle.ports.outbound,
+        method: 'POST',
+        path,
+        headers: { host: 'backend:8080', 'content-length': body.length },
+        agent: keepAlive,
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.write(body.subarray(0, split));
+    if (split >= body.length) req.end();
+    else setTimeout(() => req.end(body.subarray(split)), pauseMs);
+  });
+}
+
 /** The client proxy's access log lines. */
 const clientLog: string[] = [];
 
@@ -175,6 +230,66 @@ describe('retries', () => {
     const seen = b.app.requests.filter((r) => r.url === '/r2');
     expect(seen).toHaveLength(3);
     expect(seen.map((r) => r.body)).toEqual(['payload-123', 'payload-123', 'payload-123']);
+  });
+
+  it('a request that waited in the pending queue while its body arrived sends all of it', async () => {
+    const seen: Array<{ bytes: number; first: number }> = [];
+    let releaseHold: () => void = () => undefined;
+    let holding = false;
+    const app = await rawApp((req, res) => {
+      if (req.url === '/hold') {
+        holding = true;
+        releaseHold = () => res.end('held');
+        req.resume();
+        return;
+      }
+      let bytes = 0;
+      let first = -1;
+      req.on('data', (c: Buffer) => {
+        if (first < 0) first = c[0] ?? -1;
+        bytes += c.length;
+      });
+      req.on('end', () => {
+        seen.push({ bytes, first });
+        res.end('ok');
+      });
+    });
+    // One connection: the POST waits behind /hold, and its 4 MiB body (past the 1 MiB replay
+    // copy) arrives meanwhile.
+    configure([plainEndpoint(app.port)], [], {
+      connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 10 } },
+    });
+    const held = get('/hold');
+    await waitFor(() => holding || undefined, { what: 'the app to hold the only connection' });
+    const body = Buffer.alloc(4 * 1024 * 1024, 0x61);
+    body[0] = 0x5a;
+    const posted = postInTwoParts('/big', body, body.length, 0);
+    // Long enough for the whole body to reach the proxy while the POST is queued.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    releaseHold();
+    expect((await held).status).toBe(200);
+    expect(await posted).toBe(200);
+    expect(seen).toEqual([{ bytes: body.length, first: 0x5a }]);
+  });
+
+  it('a POST whose connection drops after the app read it is not sent again', async () => {
+    let posts = 0;
+    const app = await rawApp((req, res) => {
+      if (req.method !== 'POST') {
+        res.end('warm');
+        return;
+      }
+      posts++;
+      // The app took the request and died handling it: no answer, the connection just closes.
+      req.resume();
+      req.on('end', () => setTimeout(() => req.socket.destroy(), 50));
+    });
+    configure([plainEndpoint(app.port)]);
+    // Warm keep-alive connections to the app, so the POST goes out on a reused one.
+    await Promise.all([get('/warm'), get('/warm'), get('/warm')]);
+    const answer = await get('/charge', { 'content-type': 'text/plain' }, 'POST', 'pay 10');
+    expect(answer.status).toBe(503);
+    expect(posts).toBe(1);
   });
 
   it('does not retry when retryOn does not cover the status', async () => {
@@ -323,6 +438,39 @@ describe('mirroring', () => {
     expect(copy.headers.host).toBe('backend-shadow:8080');
     expect(copy.body).toBe('mirrored body');
     expect(v1.app.requests.filter((r) => r.url === '/m1')).toHaveLength(1);
+  });
+
+  it('sends no mirror when the primary answers before the body is in', async () => {
+    const mirrored: Array<{ bytes: number; length: string | undefined }> = [];
+    const primary = await rawApp((req, res) => {
+      // Too large: refused on sight, as an upload limit would.
+      res.writeHead(413, { 'content-length': '0', connection: 'close' });
+      res.end();
+      req.resume();
+    });
+    const shadow = await rawApp((req, res) => {
+      // Counted on arrival: a cut mirror never ends.
+      mirrored.push({ bytes: 0, length: req.headers['content-length'] });
+      req.resume();
+      req.on('end', () => res.end());
+    });
+    configure(
+      [plainEndpoint(primary.port), plainEndpoint(shadow.port)],
+      [
+        {
+          route: [{ destination: { host: 'backend', subset: 'v1' } }],
+          mirror: { host: 'backend', subset: 'v2' },
+          mirrorPercentage: { value: 100 },
+        },
+      ],
+      {},
+      { v1: [plainEndpoint(primary.port)], v2: [plainEndpoint(shadow.port)] },
+    );
+    expect(await postInTwoParts('/upload', Buffer.alloc(300_000, 0x62), 1000, 300)).toBe(413);
+    // A mirror with the cut body was sent when the client's upload ended, after the 413.
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect(mirrored).toEqual([]);
+    expect(mirrorsInFlight()).toBe(0);
   });
 });
 
