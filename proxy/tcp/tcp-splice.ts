@@ -66,6 +66,16 @@ export function splice(
   upstream.on('error', onError);
   downstream.once('close', onClose);
   upstream.once('close', onClose);
+  // A side that closed before the splice (a client gone while the upstream was still connecting)
+  // will not say so again: end the other side now, or it stays open until its peer closes it.
+  const closedBefore = [downstream, upstream].filter((socket) => socket.closed);
+  if (closedBefore.length > 0) {
+    for (const socket of closedBefore) socket.removeListener('close', onClose);
+    downstream.destroy();
+    upstream.destroy();
+    for (let i = 0; i < closedBefore.length; i++) onClose();
+    return;
+  }
   downstream.pipe(upstream);
   upstream.pipe(downstream);
 }
