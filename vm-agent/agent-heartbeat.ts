@@ -139,6 +139,21 @@ export class Heartbeater extends EventEmitter {
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
       this.beatNow();
-    }, delayMs);
+    }, clampHeartbeatDelay(delayMs));
   }
+}
+
+/** setTimeout's longest delay (about 24.8 days); Node fires a longer one after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** The shortest pause between beats, whatever the zone answers: never a tight loop. */
+const MIN_HEARTBEAT_MS = 100;
+
+/**
+ * The delay before the next beat, within what a timer can wait. The interval
+ * comes from the zone's answer: one that is not a positive number, or one
+ * past setTimeout's range, must not turn into a beat every millisecond.
+ */
+export function clampHeartbeatDelay(delayMs: number): number {
+  if (!Number.isFinite(delayMs)) return Number.isNaN(delayMs) ? MIN_HEARTBEAT_MS : MAX_TIMER_MS;
+  return Math.min(Math.max(delayMs, MIN_HEARTBEAT_MS), MAX_TIMER_MS);
 }

@@ -69,6 +69,13 @@ export function resolveVmSettings(settings: VmSettings = {}): ResolvedVmSettings
   );
   const unhealthyAfterMs = positive(settings.unhealthyAfterMs, 30_000, 'unhealthyAfterMs');
   const removeAfterMs = positive(settings.removeAfterMs, 3_600_000, 'removeAfterMs');
+  if (heartbeatIntervalSeconds * 1000 >= unhealthyAfterMs) {
+    // Every VM would be marked unhealthy between two of its own heartbeats.
+    throw new MeshError(
+      ErrorCodes.CONFIG,
+      `vm.heartbeatIntervalSeconds (${heartbeatIntervalSeconds} s) must be shorter than vm.unhealthyAfterMs (${unhealthyAfterMs} ms)`,
+    );
+  }
   if (removeAfterMs < unhealthyAfterMs) {
     throw new MeshError(
       ErrorCodes.CONFIG,
