@@ -113,6 +113,8 @@ interface Unacked {
 
 const MAX_ERRORS = 20;
 const MAX_ERROR_LENGTH = 1024;
+/** A zone's software version as stored on its Zone (MDS keeps as much of a proxy's). */
+const MAX_VERSION_LENGTH = 100;
 /** setTimeout's limit; a longer token lifetime is re-armed. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -458,7 +460,7 @@ export class ZoneSession {
     await registry.connected(zone, this.id, {
       address: this.peer(),
       connectedAt: new Date().toISOString(),
-      version: hello.software_version,
+      version: hello.software_version.slice(0, MAX_VERSION_LENGTH),
       protocolVersion: version,
       lag: 0,
       syncMode: resume ? 'delta' : 'full',
@@ -940,9 +942,15 @@ export class ZoneSession {
   }
 
   private onNack(nack: NackMessage): void {
+    const entry = this.unacked.get(nack.nonce);
+    // A NACK of nothing this stream sent (or already answered) names no resource of ours:
+    // recording its errors would let a zone grow this session's memory at will.
+    if (entry === undefined) return;
+    const sent = new Set(entry.keys);
     const failed: string[] = [];
     for (const e of nack.errors.slice(0, 1000)) {
       const key = keyOf(e.kind, e.namespace, e.name);
+      if (!sent.has(key)) continue;
       failed.push(key);
       const where = e.namespace === '' ? `${e.kind} ${e.name}` : `${e.kind} ${e.namespace}/${e.name}`;
       this.nackErrors.set(key, `${where}: ${e.error}`.slice(0, MAX_ERROR_LENGTH));
@@ -971,7 +979,9 @@ export class ZoneSession {
     this.zoneErrors = status.errors.slice(0, MAX_ERRORS).map((e) => e.slice(0, MAX_ERROR_LENGTH));
     this.ctx.registry.update(this.zone, this.id, {
       proxies: status.connected_proxies,
-      ...(status.software_version === '' ? {} : { version: status.software_version }),
+      ...(status.software_version === ''
+        ? {}
+        : { version: status.software_version.slice(0, MAX_VERSION_LENGTH) }),
       errors: this.currentErrors(),
     });
   }

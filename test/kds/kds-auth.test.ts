@@ -275,6 +275,56 @@ describe('KDS authentication and refusals', () => {
     );
   });
 
+  it('stores no more of a zone than it needs: a long software version is cut, a NACK of nothing sent ignored', async () => {
+    const { token } = await global.zoneToken('zone-v');
+    const stream = openRawStream(global, token);
+    try {
+      stream.write(hello('zone-v', { software_version: 'v'.repeat(100_000) }));
+      await waitFor(() => stream.messages.some((m) => m.welcome));
+      stream.write({
+        nack: {
+          nonce: 'never-sent',
+          revision: '0',
+          errors: Array.from({ length: 50 }, (_, i) => ({
+            kind: 'Invented',
+            namespace: 'x',
+            name: `n${i}-${'k'.repeat(1000)}`,
+            error: 'e'.repeat(2000),
+          })),
+        },
+      });
+      type ZoneStatus = { status?: { version?: string; errors?: string[] } };
+      const zone = await waitFor(
+        async () => {
+          const answer = await global.get('/apis/meshfed.io/v1alpha1/zones/zone-v');
+          const status = (answer.json as ZoneStatus).status;
+          return status?.version === undefined ? undefined : status;
+        },
+        { what: 'the zone to be recorded' },
+      );
+      expect(zone.version).toBe('v'.repeat(100));
+      // The NACK has been read by now if the stream is still open after a later message.
+      stream.write({
+        status: {
+          connected_proxies: 0,
+          software_version: 'w'.repeat(5000),
+          errors: [],
+          config_revision: '0',
+        },
+      });
+      await waitFor(
+        async () =>
+          ((await global.get('/apis/meshfed.io/v1alpha1/zones/zone-v')).json as ZoneStatus).status
+            ?.version === 'w'.repeat(100) || undefined,
+        { what: 'the status message to be applied' },
+      );
+      const after = (await global.get('/apis/meshfed.io/v1alpha1/zones/zone-v')).json as ZoneStatus;
+      expect(after.status?.errors ?? []).toEqual([]);
+    } finally {
+      stream.close();
+    }
+  });
+
   it('cuts off a zone flooding messages without disturbing another zone', async () => {
     const calm = await startTestZone('zone-calm', global);
     try {
