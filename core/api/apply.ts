@@ -5,7 +5,7 @@
 
 import { isDeepStrictEqual } from 'node:util';
 import { ErrorCodes, MeshError, isMeshError } from '../errors.js';
-import type { Resource, StoredResource } from '../resource/resource.js';
+import type { Resource, ResourceKey, StoredResource } from '../resource/resource.js';
 import { keyOf } from '../resource/resource.js';
 import { validateResource } from '../resource/validate.js';
 import type { KindInfo } from '../resource/kind.js';
@@ -76,25 +76,70 @@ export function validateDocuments(
   return validated;
 }
 
-function withDocumentIndex(err: unknown, index: number, total: number): MeshError {
+function withDocumentIndex(
+  err: unknown,
+  index: number,
+  total: number,
+  applied: readonly ApplyResult[] = [],
+): MeshError {
   if (!isMeshError(err)) throw err;
   const prefix = total > 1 ? `document ${index}: ` : '';
-  return new MeshError(err.code, `${prefix}${err.message}`, {
+  const names = applied.map((r) => `${r.kind} ${r.namespace === '' ? '' : `${r.namespace}/`}${r.name}`);
+  const suffix = names.length === 0 ? '' : ` (the documents before it were applied: ${names.join(', ')})`;
+  return new MeshError(err.code, `${prefix}${err.message}${suffix}`, {
     field: err.field,
-    details: { ...err.details, document: index },
+    details: { ...err.details, document: index, ...(names.length === 0 ? {} : { applied: names }) },
     cause: err,
   });
 }
 
-/** Applies already-validated documents in order. */
+function missingForPin(key: ResourceKey, pinned: string): MeshError {
+  return new MeshError(
+    ErrorCodes.NOT_FOUND,
+    `${key.kind} ${key.namespace}/${key.name} does not exist, but the document names resourceVersion ${pinned}`,
+  );
+}
+
+function changedSincePin(key: ResourceKey, pinned: string, now: string): MeshError {
+  return new MeshError(
+    ErrorCodes.CONFLICT,
+    `${key.kind} ${key.namespace}/${key.name} changed since resourceVersion ${pinned} (now ${now}): read it again and reapply`,
+  );
+}
+
+/**
+ * Applies already-validated documents in order. A document that pins a
+ * resourceVersion is checked before anything is written, so a stale pin
+ * fails the whole apply with nothing stored; a write that still fails (a
+ * race after that check, the store going away) names its document and the
+ * ones before it that were applied.
+ */
 export async function applyDocuments(
   store: Store,
   documents: ValidatedDocument[],
   options: { dryRun?: boolean } = {},
 ): Promise<ApplyResult[]> {
+  for (const [index, doc] of documents.entries()) {
+    const pinned = doc.resource.metadata.resourceVersion;
+    if (pinned === undefined) continue;
+    const key = keyOf(doc.resource);
+    const existing = await store.get(key);
+    if (existing === undefined) throw withDocumentIndex(missingForPin(key, pinned), index, documents.length);
+    if (existing.metadata.resourceVersion !== pinned) {
+      throw withDocumentIndex(
+        changedSincePin(key, pinned, existing.metadata.resourceVersion),
+        index,
+        documents.length,
+      );
+    }
+  }
   const results: ApplyResult[] = [];
-  for (const doc of documents) {
-    results.push(await writeOne(store, doc, { dryRun: options.dryRun === true, mustExist: false }));
+  for (const [index, doc] of documents.entries()) {
+    try {
+      results.push(await writeOne(store, doc, { dryRun: options.dryRun === true, mustExist: false }));
+    } catch (err) {
+      throw withDocumentIndex(err, index, documents.length, results);
+    }
   }
   return results;
 }
@@ -133,20 +178,12 @@ async function writeOne(
         if (options.mustExist) {
           throw new MeshError(ErrorCodes.NOT_FOUND, `${key.kind} "${key.name}" not found`);
         }
-        if (pinnedVersion !== undefined) {
-          throw new MeshError(
-            ErrorCodes.NOT_FOUND,
-            `${key.kind} ${key.namespace}/${key.name} does not exist, but the document names resourceVersion ${pinnedVersion}`,
-          );
-        }
+        if (pinnedVersion !== undefined) throw missingForPin(key, pinnedVersion);
         const stored = dryRun ? undefined : await store.create(resource);
         return resultOf(doc, 'created', stored);
       }
       if (pinnedVersion !== undefined && pinnedVersion !== existing.metadata.resourceVersion) {
-        throw new MeshError(
-          ErrorCodes.CONFLICT,
-          `${key.kind} ${key.namespace}/${key.name} changed since resourceVersion ${pinnedVersion} (now ${existing.metadata.resourceVersion}): read it again and reapply`,
-        );
+        throw changedSincePin(key, pinnedVersion, existing.metadata.resourceVersion);
       }
       if (sameContent(existing, resource)) {
         return resultOf(doc, 'unchanged', existing);

@@ -163,6 +163,24 @@ describe('global policy API', () => {
     expect(nested.status).toBe(400);
   });
 
+  it('stores nothing of a multi-document apply whose pinned resourceVersion no longer holds', async () => {
+    const pa = (name: string, extra = '') =>
+      `apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: ${name}, namespace: pins${extra}}\nspec: {mtls: {mode: STRICT}}\n`;
+    const answer = await apply(`${pa('pin-first')}---\n${pa('pin-second', ', resourceVersion: "5"')}`);
+    expect(answer.status).toBe(404);
+    expect(answer.json).toMatchObject({
+      code: 'MESHFED_ERR_NOT_FOUND',
+      message: expect.stringContaining('document 1: PeerAuthentication pins/pin-second does not exist'),
+    });
+    const first = await http(
+      `${api}/apis/security.istio.io/v1/namespaces/pins/peerauthentications/pin-first`,
+      {
+        token: admin,
+      },
+    );
+    expect(first.status).toBe(404);
+  });
+
   it('refuses a 10 MB body with 413 and keeps serving', async () => {
     const huge = 'x'.repeat(10 * 1024 * 1024);
     const answer = await apply(huge).catch(() => undefined);
