@@ -379,6 +379,36 @@ describe('MDS: per-proxy snapshots over gRPC', () => {
     after.close();
   });
 
+  it("refuses a stream that claims another workload's proxy id, and keeps that proxy's stream", async () => {
+    const ownerToken = await zone.issueProxyToken({
+      workload: 'frontend-1',
+      namespace: 'demo',
+      serviceAccount: 'frontend',
+    });
+    const owner = openRawStream(zone.cp.grpcAddress, zone.cp.caPem, { token: ownerToken });
+    owner.send(hello({ proxy_id: 'claimed', workload: 'frontend-1', namespace: 'demo' }));
+    await owner.snapshot(1);
+    const otherToken = await zone.issueProxyToken({
+      workload: 'intruder-1',
+      namespace: 'other',
+      serviceAccount: 'intruder',
+    });
+    const intruder = openRawStream(zone.cp.grpcAddress, zone.cp.caPem, { token: otherToken });
+    intruder.send(hello({ proxy_id: 'claimed', workload: 'intruder-1', namespace: 'other' }));
+    expect(await intruder.ended).toEqual({
+      code: 6, // ALREADY_EXISTS
+      details: 'proxy id claimed is in use by sidecar demo/frontend-1, not sidecar other/intruder-1',
+    });
+    const record = await recordOf('claimed');
+    expect(record).toMatchObject({ connected: true, namespace: 'demo', workload: 'frontend-1' });
+    // The same workload reconnecting still replaces its own stream.
+    const again = openRawStream(zone.cp.grpcAddress, zone.cp.caPem, { token: ownerToken });
+    again.send(hello({ proxy_id: 'claimed', workload: 'frontend-1', namespace: 'demo' }));
+    await again.snapshot(1);
+    expect((await owner.ended).code).toBe(6);
+    again.close();
+  });
+
   it('holds back only a proxy that never ACKs: others keep converging, it gets the newest after the ACK timeout', async () => {
     await zone.apply(REVIEWS_VS('v1'));
     const token = await zone.issueProxyToken({

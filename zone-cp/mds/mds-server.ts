@@ -261,6 +261,14 @@ export class MdsServer {
 
   private register(session: ProxySession): void {
     const previous = this.sessions.get(session.id);
+    if (previous !== undefined && previous !== session && !sameProxy(previous.record, session.record)) {
+      // A proxy id names one workload's proxy. Letting another workload's stream take it over
+      // would let any credential cut any proxy off its config, and the two would evict each other.
+      throw new GrpcRefusal(
+        status.ALREADY_EXISTS,
+        `proxy id ${session.id} is in use by ${describeProxy(previous.record)}, not ${describeProxy(session.record)}`,
+      );
+    }
     this.sessions.set(session.id, session);
     this.gone.delete(session.id);
     if (previous !== undefined && previous !== session) {
@@ -291,4 +299,13 @@ export class MdsServer {
       .pop();
     return expiry === undefined ? { ...record } : { ...record, certificateExpiry: expiry };
   }
+}
+
+/** The same proxy reconnecting (a restart, a new stream after a drop): same kind and workload. */
+function sameProxy(a: ProxyRecord, b: ProxyRecord): boolean {
+  return a.kind === b.kind && a.namespace === b.namespace && a.workload === b.workload;
+}
+
+function describeProxy(record: ProxyRecord): string {
+  return record.kind === 'sidecar' ? `sidecar ${record.namespace}/${record.workload}` : `a ${record.kind}`;
 }
