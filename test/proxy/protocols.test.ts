@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
-import type { EndpointConfig, InboundPort, ServicePort } from '../../core/mesh/snapshot.js';
+import type { InboundPort, IstioObject, ServicePort, SidecarSnapshot } from '../../core/mesh/snapshot.js';
 import { waitFor } from '../common/wait.js';
 import {
   createTestMesh,
@@ -139,25 +139,28 @@ beforeAll(async () => {
     serverW,
     sidecarSnapshot({ ...serverW, roots: [mesh.rootPem], inboundPorts: inbound, defaultMtls: 'STRICT' }),
   );
-  const endpoint: EndpointConfig = sidecarEndpoint(server.handle.ports.inbound, serverW);
-  client = await startTestProxy(
-    mesh,
-    clientW,
-    sidecarSnapshot({
-      ...clientW,
-      roots: [mesh.rootPem],
-      services: [
-        {
-          name: 'echo',
-          namespace: NS,
-          ports: SERVICE_PORTS,
-          clusters: [{ subset: '_', endpoints: [endpoint] }],
-        },
-      ],
-    }),
-    { tcpListeners: [{ service: 'echo.proto', port: 5432, listenPort: 0 }] },
-  );
+  client = await startTestProxy(mesh, clientW, clientSnapshot(), {
+    tcpListeners: [{ service: 'echo.proto', port: 5432, listenPort: 0 }],
+  });
 });
+
+/** The client's view of the echo service on every protocol port, through the server proxy. */
+function clientSnapshot(trafficPolicy: IstioObject = {}): SidecarSnapshot {
+  return sidecarSnapshot({
+    ...clientW,
+    roots: [mesh.rootPem],
+    services: [
+      {
+        name: 'echo',
+        namespace: NS,
+        ports: SERVICE_PORTS,
+        clusters: [
+          { subset: '_', trafficPolicy, endpoints: [sidecarEndpoint(server.handle.ports.inbound, serverW)] },
+        ],
+      },
+    ],
+  });
+}
 
 afterAll(async () => {
   keepAlive.destroy();
@@ -339,27 +342,8 @@ describe('opaque TCP', () => {
   });
 
   it('maxConnections refuses the connection over the limit, and frees the slot when one closes', async () => {
-    const limited = (trafficPolicy: Record<string, unknown>): void =>
-      client.handle.applySnapshot(
-        sidecarSnapshot({
-          ...clientW,
-          roots: [mesh.rootPem],
-          services: [
-            {
-              name: 'echo',
-              namespace: NS,
-              ports: SERVICE_PORTS,
-              clusters: [
-                {
-                  subset: '_',
-                  trafficPolicy,
-                  endpoints: [sidecarEndpoint(server.handle.ports.inbound, serverW)],
-                },
-              ],
-            },
-          ],
-        }),
-      );
+    const limited = (trafficPolicy: IstioObject): void =>
+      client.handle.applySnapshot(clientSnapshot(trafficPolicy));
     limited({ connectionPool: { tcp: { maxConnections: 1 } } });
     const local = client.handle.ports.tcp['echo.proto:5432'] ?? 0;
     const open = async (): Promise<net.Socket> => {
