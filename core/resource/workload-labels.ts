@@ -6,18 +6,14 @@
  * could make its entry look like one it is not, and lock its owner out.
  */
 
-import { ErrorCodes, MeshError } from '../errors.js';
 import { isDns1123Subdomain } from './dns-name.js';
+import { invalid, isObject } from './validate-common.js';
 
 /** Label keys under these prefixes are the mesh's (the zone's and Istio's), never a workload's. */
 export const RESERVED_LABEL_PREFIXES: readonly string[] = ['meshfed.io/', 'istio.io/'];
 
 const LABEL_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]{0,61})?[A-Za-z0-9])?$/;
-
-function invalid(field: string, message: string): MeshError {
-  return new MeshError(ErrorCodes.VALIDATION, `${field}: ${message}`, { field });
-}
 
 /** A Kubernetes label key: `[prefix/]name`, the prefix a DNS subdomain, the name at most 63 characters. */
 export function isLabelKey(key: string): boolean {
@@ -34,11 +30,9 @@ export function isLabelKey(key: string): boolean {
  */
 export function parseWorkloadLabels(value: unknown, field: string): Record<string, string> {
   if (value === undefined) return {};
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw invalid(field, 'must be an object of label names to values');
-  }
+  if (!isObject(value)) throw invalid(field, 'must be an object of label names to values');
   const out: Record<string, string> = {};
-  for (const [key, labelValue] of Object.entries(value as Record<string, unknown>)) {
+  for (const [key, labelValue] of Object.entries(value)) {
     if (!isLabelKey(key)) throw invalid(`${field}.${key}`, 'is not a valid label name');
     if (RESERVED_LABEL_PREFIXES.some((p) => key.startsWith(p))) {
       throw invalid(
