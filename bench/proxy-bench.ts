@@ -21,7 +21,10 @@
  * Environment: BENCH_ROUNDS (3), BENCH_SECONDS (10), BENCH_RATE (1000),
  * BENCH_CONNECTIONS (64, wrk), BENCH_PROXY_NODE_ARGS (the proxies' node
  * flags, space-separated; default core/sidecar-node-options, what a deployed
- * sidecar runs with; '' for Node's defaults), BENCH_H2=1 (HTTP/2 between the proxies),
+ * sidecar runs with; '' for Node's defaults), BENCH_H2_UPGRADE_POLICY (the
+ * client's DestinationRule h2UpgradePolicy: unset, the mesh default, HTTP/2
+ * between sidecars since session 15; DO_NOT_UPGRADE for HTTP/1.1; each
+ * chain's JSON says what its proxies spoke, read from the client's admin),
  * BENCH_PROXY_CLI (the proxies' entry: default dist/cli/meshfed-proxy.cjs,
  * the sidecar bundle; a cli/main.js runs `meshfed proxy`),
  * BENCH_BASELINE_CLI (the entry of another build, e.g. a copy of the
@@ -66,8 +69,8 @@ const RATE = Number(process.env.BENCH_RATE ?? 1000);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 /** The proxies' node flags: by default those a deployed sidecar runs with. */
 const NODE_ARGS = splitNodeArgs(process.env.BENCH_PROXY_NODE_ARGS ?? SIDECAR_ENV.NODE_OPTIONS ?? '');
-/** BENCH_H2=1: HTTP/2 between the two proxies (DestinationRule h2UpgradePolicy: UPGRADE). */
-const H2 = process.env.BENCH_H2 === '1';
+/** The client's DestinationRule h2UpgradePolicy; unset: the mesh default. */
+const H2_UPGRADE_POLICY = process.env.BENCH_H2_UPGRADE_POLICY ?? '';
 /** The sidecar bundle (meshfed-proxy) by default; BENCH_PROXY_CLI=<path to cli/main.js> runs `meshfed proxy`. */
 const CLI = process.env.BENCH_PROXY_CLI ?? SIDECAR_BUNDLE;
 /** The rest of a deployed sidecar's environment (its node flags are NODE_ARGS), for every meshfed proxy here. */
@@ -302,6 +305,20 @@ async function sampleInPath(
 }
 
 /** One GET (fetch cannot set Host). */
+/**
+ * The protocol between the proxies from the client's `/clusters`: the
+ * endpoint's `protocol` (builds since session 15), else the cluster's
+ * `h2` flag (older builds, whose default was HTTP/1.1).
+ */
+async function spokenBetweenProxies(adminPort: number): Promise<string> {
+  const clusters = (await (await fetch(`http://127.0.0.1:${adminPort}/clusters`)).json()) as Array<{
+    h2?: boolean;
+    endpoints?: Array<{ protocol?: string }>;
+  }>;
+  const cluster = clusters.find((c) => (c.endpoints?.length ?? 0) > 0);
+  return cluster?.endpoints?.[0]?.protocol ?? (cluster?.h2 === true ? 'h2' : 'http/1.1');
+}
+
 function probe(url: string, host: string | undefined): Promise<number> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers: host === undefined ? {} : { host }, agent: false }, (res) => {
@@ -346,7 +363,7 @@ async function main(): Promise<void> {
       cli: string,
       prefix: string,
       nodeArgs: string[],
-    ): Promise<{ client: ProxyProcess; server: ProxyProcess; outbound: number }> => {
+    ): Promise<{ client: ProxyProcess; server: ProxyProcess; outbound: number; admin: number }> => {
       const serverPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
       const clientPorts = { inbound: await freePort(), admin: await freePort(), outbound: await freePort() };
       const serverProxy = await startMeshfedProxy(
@@ -384,7 +401,10 @@ async function main(): Promise<void> {
                 clusters: [
                   {
                     subset: '_',
-                    trafficPolicy: H2 ? { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } } : {},
+                    trafficPolicy:
+                      H2_UPGRADE_POLICY === ''
+                        ? {}
+                        : { connectionPool: { http: { h2UpgradePolicy: H2_UPGRADE_POLICY } } },
                     endpoints: [
                       {
                         address: '127.0.0.1',
@@ -411,7 +431,12 @@ async function main(): Promise<void> {
         nodeArgs,
       );
       stops.push(() => clientProxy.stop());
-      return { client: clientProxy, server: serverProxy, outbound: clientPorts.outbound };
+      return {
+        client: clientProxy,
+        server: serverProxy,
+        outbound: clientPorts.outbound,
+        admin: clientPorts.admin,
+      };
     };
     const pair = await startPair(CLI, '', NODE_ARGS);
     const clientProxy = pair.client;
@@ -456,6 +481,11 @@ async function main(): Promise<void> {
       const status = await probe(t.url, t.host);
       if (status !== 200) throw new Error(`${t.name} answers ${status}`);
     }
+    // What the two proxies of each chain speak to each other, as the client proxy reports it.
+    const proxyToProxy = {
+      meshfed: await spokenBetweenProxies(pair.admin),
+      baseline: baseline === undefined ? undefined : await spokenBetweenProxies(baseline.admin),
+    };
     const proxyPids: Record<'meshfed' | 'baseline' | 'nginx', number[]> = {
       meshfed: [clientProxy.pid, serverProxy.pid],
       baseline: baseline === undefined ? [] : [baseline.client.pid, baseline.server.pid],
@@ -550,6 +580,7 @@ async function main(): Promise<void> {
         // Of those, the process's own (anonymous) memory; the rest is shared executable pages.
         anonIdleMiB: { client: idle[0]?.anon, server: idle[1]?.anon },
         anonLoadMiB: { client: perProxy(f.anonLoad, 0), server: perProxy(f.anonLoad, 1) },
+        ...(name === 'nginx' ? {} : { proxyToProxy: proxyToProxy[name] }),
         name,
       };
     };
@@ -570,7 +601,7 @@ async function main(): Promise<void> {
       proxyNodeArgs: NODE_ARGS,
       proxyEnv: PROXY_ENV,
       proxyEntry: path.relative(process.cwd(), CLI),
-      proxyToProxy: H2 ? 'h2' : 'http/1.1',
+      h2UpgradePolicy: H2_UPGRADE_POLICY || 'unset',
       proxyConfig: CONFIG_SOURCE,
       loadAverage: os.loadavg().map((l) => round(l, 2)),
       hostStalls,

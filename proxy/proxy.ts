@@ -431,6 +431,7 @@ function clusterSummary(c: ClusterRuntime): unknown {
     sni: c.spec.sni,
     lb: c.spec.policy.lb,
     h2: c.spec.policy.h2,
+    h2ToProxies: c.spec.policy.h2ToProxies,
     circuitBreaker: { active: c.breaker.active, pending: c.breaker.pending, overflows: c.breaker.overflows },
     ejectionsTotal: c.ejectionsTotal,
     endpoints: c.endpoints.map((e) => ({
@@ -441,6 +442,7 @@ function clusterSummary(c: ClusterRuntime): unknown {
       healthy: e.config.healthy,
       ejected: e.ejected,
       activeRequests: e.active,
+      protocol: e.pool.h2 ? 'h2' : 'http/1.1',
       connections: e.pool.connections(),
     })),
   };

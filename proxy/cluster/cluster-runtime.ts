@@ -24,7 +24,8 @@ export const DEFAULT_PLAINTEXT_IDLE_MS = 4_000;
 
 export function poolSettingsFor(spec: ClusterSpec, e: EndpointConfig): PoolSettings {
   const tls = e.via !== 'plaintext' && !spec.policy.plaintext;
-  const h2 = spec.policy.h2;
+  // A plaintext endpoint is no sidecar (or one told to take plaintext): it speaks what the app speaks.
+  const h2 = spec.policy.h2 || (tls && spec.policy.h2ToProxies);
   return {
     address: e.address,
     port: e.port,

@@ -196,8 +196,19 @@ export interface ClusterPolicy {
   connectTimeoutMs: number;
   /** 0 = the pool's default. */
   idleTimeoutMs: number;
-  /** Speak HTTP/2 to the peer proxy (http2/grpc ports, or h2UpgradePolicy UPGRADE). */
+  /**
+   * Speak HTTP/2 to every endpoint (http2/grpc ports, or h2UpgradePolicy
+   * UPGRADE); the circuit breaker then counts as Envoy does for HTTP/2.
+   */
   h2: boolean;
+  /**
+   * Speak HTTP/2 to endpoints that are sidecars (mTLS), whatever the app
+   * speaks: the mesh's default, as Linkerd's, unless h2UpgradePolicy is
+   * DO_NOT_UPGRADE. Requests multiplex over one connection between two
+   * proxies; the circuit breaker keeps the HTTP/1.1 meaning of the
+   * DestinationRule's limits, which were written for the app's protocol.
+   */
+  h2ToProxies: boolean;
   outlier: OutlierPolicy | undefined;
   locality: LocalityPolicy | undefined;
   /** DestinationRule tls.mode DISABLE: plaintext even to a sidecar. */

@@ -22,6 +22,18 @@ import type { ClusterPolicy, LbPolicyName, LocalityPolicy, OutlierPolicy } from 
 
 const UNLIMITED = 4_294_967_295;
 
+const H2_UPGRADE_POLICIES = ['DEFAULT', 'DO_NOT_UPGRADE', 'UPGRADE'] as const;
+
+function h2UpgradePolicy(http: Obj | undefined, path: string): (typeof H2_UPGRADE_POLICIES)[number] {
+  const value = http === undefined ? undefined : optionalString(http, 'h2UpgradePolicy', path);
+  if (value === undefined) return 'DEFAULT';
+  const known = H2_UPGRADE_POLICIES.find((p) => p === value);
+  if (known === undefined) {
+    throw invalid(`${path}.h2UpgradePolicy`, `must be one of ${H2_UPGRADE_POLICIES.join(', ')}`);
+  }
+  return known;
+}
+
 function lbPolicy(
   lb: Obj | undefined,
   path: string,
@@ -116,7 +128,7 @@ export function compileClusterPolicy(
   const tcpPath = `${path}.connectionPool.tcp`;
   const httpPath = `${path}.connectionPool.http`;
   const positive = (n: number | undefined): number => (n === undefined || n === 0 ? UNLIMITED : n);
-  const upgrade = http === undefined ? undefined : optionalString(http, 'h2UpgradePolicy', httpPath);
+  const upgrade = h2UpgradePolicy(http, httpPath);
   const tlsMode = parts.tls === undefined ? undefined : optionalString(parts.tls, 'mode', `${path}.tls`);
   return {
     lb: name,
@@ -128,6 +140,7 @@ export function compileClusterPolicy(
     connectTimeoutMs: (tcp && optionalDuration(tcp, 'connectTimeout', tcpPath)) ?? 10_000,
     idleTimeoutMs: (http && optionalDuration(http, 'idleTimeout', httpPath)) ?? 0,
     h2: protocol === 'http2' || protocol === 'grpc' || (protocol === 'http' && upgrade === 'UPGRADE'),
+    h2ToProxies: protocol !== 'tcp' && upgrade !== 'DO_NOT_UPGRADE',
     outlier:
       parts.outlierDetection === undefined
         ? undefined

@@ -1,17 +1,16 @@
 /**
- * Responses of the sidecar's node:http and node:http2 servers that write
- * their own Date header: Node would format it with Date#toUTCString, whose
- * first call initialises ICU's time zone data (about 1 MiB of resident
- * memory, core/utc-format.ts). Servers take these classes as their
- * `ServerResponse` / `Http2ServerResponse`, so every head goes through
- * them, the answers Node writes itself (a 417 to an unknown Expect)
- * included. The Date is taken when the head is written, as Node takes it,
+ * Responses of the sidecar's node:http servers that write their own Date
+ * header: Node would format it with Date#toUTCString, whose first call
+ * initialises ICU's time zone data (about 1 MiB of resident memory,
+ * core/utc-format.ts). Servers take this class as their `ServerResponse`,
+ * so every head goes through it, the answers Node writes itself (a 417 to
+ * an unknown Expect) included. (The lean servers date their heads
+ * themselves.) The Date is taken when the head is written, as Node takes it,
  * and a Date the handler gives (an upstream's) wins. A head given as a raw
  * array is written as given; nothing in the proxy writes one.
  */
 
 import http, { type OutgoingHttpHeader, type OutgoingHttpHeaders } from 'node:http';
-import http2 from 'node:http2';
 import { currentHttpDate } from '../../core/utc-format.js';
 
 type HeadHeaders = OutgoingHttpHeaders | OutgoingHttpHeader[] | undefined;
@@ -41,19 +40,5 @@ export class DatedServerResponse<
   override writeHead(statusCode: number, reason?: string | HeadHeaders, headers?: HeadHeaders): this {
     if (typeof reason === 'string') return super.writeHead(statusCode, reason, withDate(this, headers));
     return super.writeHead(statusCode, withDate(this, reason));
-  }
-}
-
-export class DatedHttp2ServerResponse extends http2.Http2ServerResponse {
-  constructor(stream: http2.ServerHttp2Stream) {
-    super(stream);
-    this.sendDate = false;
-  }
-
-  // HTTP/2 heads are objects: withDate hands back the object it was given, dated.
-  override writeHead(statusCode: number, reason?: string | HeadHeaders, headers?: HeadHeaders): this {
-    if (typeof reason === 'string')
-      return super.writeHead(statusCode, reason, withDate(this, headers) as OutgoingHttpHeaders);
-    return super.writeHead(statusCode, withDate(this, reason) as OutgoingHttpHeaders);
   }
 }

@@ -1,15 +1,14 @@
 /**
  * The downstream request and response kinds the proxy serves: Node's
- * HTTP/1.1 and HTTP/2 compatibility objects, and the lean HTTP/1.1
- * server's. The response is described by what the proxy does with it, so
+ * HTTP/1.1 objects (for what the lean server hands over), and the lean
+ * HTTP/1.1 and HTTP/2 servers' LeanRequest and their responses. The response is described by what the proxy does with it, so
  * that every kind is checked against it.
  */
 
 import type { IncomingMessage, OutgoingHttpHeaders } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
 import type { LeanRequest } from './lean-h1/lean-request.js';
 
-export type DownstreamRequest = IncomingMessage | Http2ServerRequest | LeanRequest;
+export type DownstreamRequest = IncomingMessage | LeanRequest;
 
 export interface DownstreamResponse {
   readonly headersSent: boolean;

@@ -11,10 +11,9 @@
  */
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Http2ServerRequest } from 'node:http2';
 import type { Readable } from 'node:stream';
 import type { Attempt, AttemptOwner, UpstreamFailureKind } from '../upstream/upstream-attempt.js';
-import { H1Body, type BodySink } from '../upstream/upstream-h1-conn.js';
+import { DirectBody, type BodySink } from '../upstream/direct-body.js';
 import { endToEndHeaders } from './http-headers.js';
 import type { DownstreamBody, DownstreamRequest, DownstreamResponse } from './downstream.js';
 import { sendLocalReply } from './local-reply.js';
@@ -34,7 +33,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
   readonly res: DownstreamResponse;
   /** The request as a body stream (the same object). */
   readonly #body: DownstreamBody;
-  /** The downstream speaks HTTP/2 (compat API objects). */
+  /** The downstream speaks HTTP/2 (a LeanRequest of the lean HTTP/2 server). */
   readonly h2: boolean;
   readonly grpc: boolean;
   readonly startMs: number;
@@ -60,7 +59,7 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
   #listening = false;
   #responseBody: Readable | undefined;
   /** An HTTP/1.1 upstream body delivered straight to us (no pipe). */
-  #directBody: H1Body | undefined;
+  #directBody: DirectBody | undefined;
   #drainListening = false;
   /** gRPC status that came in the response headers (trailers-only): it goes out as trailers. */
   #grpcTrailers: Record<string, string> | undefined;
@@ -203,8 +202,8 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
       this.localReply(502, 'upstream sent invalid headers', 'UPE');
       return;
     }
-    if (body instanceof H1Body && body.attachSink(this)) {
-      // The common case: the lean client's chunks go to res.write with no stream plumbing in between.
+    if (body instanceof DirectBody && body.attachSink(this)) {
+      // The common case: the lean clients' chunks go to res.write with no stream plumbing in between.
       this.#directBody = body;
       return;
     }
@@ -330,8 +329,8 @@ export abstract class HttpExchange implements AttemptOwner, BodySink {
 
 function requestHasBody(req: DownstreamRequest): boolean {
   if (req.httpVersionMajor === 2) {
-    const stream = (req as Http2ServerRequest).stream;
-    return !(stream.endAfterHeaders || stream.readableEnded);
+    // The lean HTTP/2 server makes the request when its HEADERS arrive: complete means END_STREAM came with them.
+    return !req.complete;
   }
   const h = req.headers;
   if (h['transfer-encoding'] !== undefined) return true;

@@ -1,43 +1,38 @@
 /**
  * What the inbound and outbound listeners share: an accepting TCP server
- * whose sockets are sniffed and handed to an HTTP/1.1 or h2c server (they
- * never listen themselves; HTTP/1.1 goes to the lean server first, which
- * passes what it does not serve on to `node:http`), the connections they hold, and one way to shut
- * down. Subclasses decide what an accepted socket is and answer upgrades.
+ * whose sockets are sniffed and handed to an HTTP/1.1 or HTTP/2 server
+ * (they never listen themselves; HTTP/1.1 goes to the lean server first,
+ * which passes what it does not serve on to `node:http`; HTTP/2, h2c or
+ * over TLS, to the lean HTTP/2 server), the connections they hold, and one
+ * way to shut down. Subclasses decide what an accepted socket is and
+ * answer upgrades.
  */
 
 import type http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type http2 from 'node:http2';
-import type { Http2ServerRequest, Http2ServerResponse, Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import type { ProxyContext } from '../proxy-context.js';
 import { LeanH1Server } from './lean-h1/lean-server.js';
 import type { LeanRequest } from './lean-h1/lean-request.js';
 import type { LeanResponse } from './lean-h1/lean-response.js';
+import { LeanH2Server } from './lean-h2/h2-server.js';
+import type { H2Response } from './lean-h2/h2-response.js';
 import { handOverToHttp1 } from './protocol-sniff.js';
-import {
-  createH2cServer,
-  createHttp1Server,
-  listenOn,
-  onClientError,
-  type HttpServerLimits,
-} from './http-servers.js';
+import { createHttp1Server, listenOn, onClientError, type HttpServerLimits } from './http-servers.js';
 
 /** Where request handlers find the proxy context (handlers are shared functions, not per-listener closures). */
 export const kContext = Symbol('meshfed.context');
 export type ContextHolder<T> = T & { [kContext]?: ProxyContext };
 
-/** Called for requests of both HTTP/1.1 servers: the lean one and, for what it hands over, `node:http`'s. */
-export type H1RequestHandler = (
+/**
+ * Called for the requests of every server: the lean HTTP/1.1 one, `node:http`
+ * for what it hands over, and the lean HTTP/2 one (its requests are
+ * LeanRequests with `httpVersionMajor` 2).
+ */
+export type RequestHandler = (
   this: ContextHolder<http.Server>,
   req: IncomingMessage | LeanRequest,
-  res: ServerResponse | LeanResponse,
-) => void;
-export type H2RequestHandler = (
-  this: ContextHolder<http2.Http2Server>,
-  req: Http2ServerRequest,
-  res: Http2ServerResponse,
+  res: ServerResponse | LeanResponse | H2Response,
 ) => void;
 
 export abstract class HttpListener {
@@ -46,22 +41,17 @@ export abstract class HttpListener {
   /** Plain HTTP/1.1 requests; it hands everything else to `h1`. */
   protected readonly lean: LeanH1Server;
   protected readonly h1: http.Server;
-  protected readonly h2: http2.Http2Server;
+  /** HTTP/2: h2c, and TLS connections that chose h2 by ALPN. */
+  protected readonly h2: LeanH2Server;
   protected readonly server: net.Server;
   protected readonly sockets = new Set<Socket>();
-  protected readonly sessions = new Set<Http2Session>();
 
-  constructor(
-    ctx: ProxyContext,
-    limits: HttpServerLimits,
-    onH1Request: H1RequestHandler,
-    onH2Request: H2RequestHandler,
-  ) {
+  constructor(ctx: ProxyContext, limits: HttpServerLimits, onRequest: RequestHandler) {
     this.ctx = ctx;
     this.limits = limits;
     this.h1 = createHttp1Server(limits);
     (this.h1 as ContextHolder<http.Server>)[kContext] = ctx;
-    this.h1.on('request', onH1Request);
+    this.h1.on('request', onRequest);
     this.h1.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) =>
       onClientError(ctx, err, socket),
     );
@@ -69,13 +59,10 @@ export abstract class HttpListener {
       this.upgrade(req, socket, head),
     );
     this.lean = new LeanH1Server(limits, {
-      onRequest: (req, res) => onH1Request.call(this.h1, req, res),
+      onRequest: (req, res) => onRequest.call(this.h1, req, res),
       handOver: (socket, unread) => handOverToHttp1(socket, unread, this.h1),
     });
-    this.h2 = createH2cServer();
-    (this.h2 as ContextHolder<http2.Http2Server>)[kContext] = ctx;
-    this.h2.on('request', onH2Request);
-    this.h2.on('session', (session: Http2Session) => this.onSession(session));
+    this.h2 = new LeanH2Server(limits, (req, res) => onRequest.call(this.h1, req, res));
     this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
   }
 
@@ -84,12 +71,6 @@ export abstract class HttpListener {
 
   /** An HTTP/1.1 `Upgrade` request (WebSocket and the like). */
   protected abstract upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void;
-
-  /** A new h2c session: tracked so close() and destroy() reach it. */
-  protected onSession(session: Http2Session): void {
-    this.sessions.add(session);
-    session.once('close', () => this.sessions.delete(session));
-  }
 
   /** Tracks a socket until it closes, so destroy() reaches it. */
   protected track(socket: Socket): void {
@@ -106,20 +87,20 @@ export abstract class HttpListener {
     this.server.close();
     this.lean.close();
     this.h1.closeIdleConnections();
-    for (const s of this.sessions) s.close();
+    this.h2.close();
   }
 
   closeIdle(): void {
     this.lean.closeIdle();
     this.h1.closeIdleConnections();
+    this.h2.closeIdle();
   }
 
   /** Stops accepting and drops every connection, busy or not. */
   destroy(): void {
     this.server.close();
     this.h1.close(() => undefined);
-    this.h2.close();
-    for (const s of this.sessions) s.destroy();
+    this.h2.destroy();
     for (const s of this.sockets) s.destroy();
   }
 }

@@ -6,11 +6,10 @@
  */
 
 import http from 'node:http';
-import http2 from 'node:http2';
 import type net from 'node:net';
 import type { Socket } from 'node:net';
 import type { ProxyContext } from '../proxy-context.js';
-import { DatedHttp2ServerResponse, DatedServerResponse } from './date-header.js';
+import { DatedServerResponse } from './date-header.js';
 import { rawHttpError } from './upgrade-tunnel.js';
 
 export interface HttpServerLimits {
@@ -70,14 +69,6 @@ export function createHttp1Server(limits: HttpServerLimits): http.Server {
   // tracking only start on 'listening': start them now.
   server.emit('listening');
   return server;
-}
-
-export function createH2cServer(): http2.Http2Server {
-  return http2.createServer({
-    settings: { maxConcurrentStreams: 1000, initialWindowSize: 1 << 20 },
-    maxSessionMemory: 64,
-    Http2ServerResponse: DatedHttp2ServerResponse,
-  });
 }
 
 /** Listens and resolves the bound port; refusals become MeshError(CONFIG) naming the address. */

@@ -9,6 +9,7 @@
  */
 
 import type { IncomingHttpHeaders } from 'node:http';
+import { UpstreamFailure, type UpstreamFailureKind } from '../upstream/upstream-attempt.js';
 
 const IDEMPOTENT_METHODS = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -18,4 +19,20 @@ export function isIdempotentRequest(method: string | undefined, headers: Incomin
     headers['idempotency-key'] !== undefined ||
     headers['x-idempotency-key'] !== undefined
   );
+}
+
+/**
+ * A try that failed where the request cannot have been processed, so it
+ * goes again at once, outside the route's retry policy: an HTTP/2
+ * REFUSED_STREAM (the peer says it did nothing with it: a stream past its
+ * GOAWAY, or over its concurrency limit; RFC 9113 8.7), or a stale
+ * keep-alive connection for a request that is safe to repeat.
+ */
+export function resendAtOnce(
+  kind: UpstreamFailureKind,
+  method: string | undefined,
+  headers: IncomingHttpHeaders,
+): boolean {
+  if (kind === UpstreamFailure.REFUSED_STREAM) return true;
+  return kind === UpstreamFailure.STALE_CONNECTION && isIdempotentRequest(method, headers);
 }

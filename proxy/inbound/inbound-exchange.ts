@@ -16,7 +16,7 @@ import { addExchangeSpan, recordExchangeMetrics, SPAN_KIND_SERVER } from '../htt
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import { HttpExchange } from '../http/http-exchange.js';
 import { ResponseFlags } from '../http/response-flags.js';
-import { isIdempotentRequest } from '../http/idempotent.js';
+import { resendAtOnce } from '../http/idempotent.js';
 import { inboundRequestTarget } from '../http/request-target.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import type { BaseSeries } from '../telemetry/istio-metrics.js';
@@ -167,10 +167,9 @@ export class InboundExchange extends HttpExchange {
   onAttemptFailure(attempt: Attempt, kind: UpstreamFailureKind, err: Error): void {
     if (attempt !== this.attempt || this.finished) return;
     if (
-      kind === UpstreamFailure.STALE_CONNECTION &&
       this.replayable &&
       this.staleRetries < MAX_STALE_RETRIES &&
-      isIdempotentRequest(this.req.method, this.req.headers)
+      resendAtOnce(kind, this.req.method, this.req.headers)
     ) {
       this.staleRetries++;
       this.attempt = undefined;

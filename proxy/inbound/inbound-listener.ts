@@ -10,7 +10,6 @@
  */
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import net, { type Socket } from 'node:net';
 import tls, { type TLSSocket } from 'node:tls';
 import { monotonicMs } from '../../core/clock.js';
@@ -28,6 +27,7 @@ import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import type { LeanRequest } from '../http/lean-h1/lean-request.js';
 import type { LeanResponse } from '../http/lean-h1/lean-response.js';
+import type { H2Response } from '../http/lean-h2/h2-response.js';
 import { inboundRequestTarget } from '../http/request-target.js';
 import { splice } from '../tcp/tcp-splice.js';
 import { peerSpiffeId } from '../tls/tls-material.js';
@@ -91,7 +91,7 @@ export class InboundListener extends HttpListener {
   readonly #tls: tls.Server;
 
   constructor(ctx: ProxyContext, limits: HttpServerLimits) {
-    super(ctx, limits, onH1Request, onH2Request);
+    super(ctx, limits, onRequest);
     this.#tls = tls.createServer({
       requestCert: true,
       // Verified in #secure: Node would drop a refused peer silently, and we want the reason in a metric.
@@ -106,12 +106,6 @@ export class InboundListener extends HttpListener {
       ctx.logger.debug('inbound TLS handshake refused', { err, remote: socket.remoteAddress });
       socket.destroy();
     });
-  }
-
-  protected override onSession(session: Http2Session): void {
-    const conn = (session.socket as unknown as ConnHolder)[kConn];
-    if (conn !== undefined) (session as unknown as ConnHolder)[kConn] = conn;
-    super.onSession(session);
   }
 
   /** New credentials: new handshakes use them, established connections keep theirs. */
@@ -143,7 +137,7 @@ export class InboundListener extends HttpListener {
           return;
         }
         (s as Socket & ConnHolder)[kConn] = newConn(false, s.remoteAddress ?? '', s.localAddress ?? '');
-        if (protocol === 'h2c') handOverByUnshift(s, first, this.h2);
+        if (protocol === 'h2c') this.h2.accept(s, first);
         else this.lean.accept(s, first);
       },
     });
@@ -207,7 +201,7 @@ export class InboundListener extends HttpListener {
       this.#tcp(active, conn, port, socket);
       return;
     }
-    if (socket.alpnProtocol === 'h2') this.h2.emit('connection', socket);
+    if (socket.alpnProtocol === 'h2') this.h2.accept(socket, undefined);
     else this.lean.accept(socket, undefined);
   }
 
@@ -333,24 +327,13 @@ function sniService(sni: string, active: ActiveConfig): string {
   return `${svc}.${ns}.svc.cluster.local`;
 }
 
-function onH1Request(
+function onRequest(
   this: ContextHolder<http.Server>,
   req: IncomingMessage | LeanRequest,
-  res: ServerResponse | LeanResponse,
+  res: ServerResponse | LeanResponse | H2Response,
 ): void {
   const ctx = this[kContext];
   const conn = (req.socket as Socket & ConnHolder)[kConn];
-  if (ctx !== undefined && conn !== undefined) handleInbound(ctx, conn, req, res);
-  else res.destroy();
-}
-
-function onH2Request(
-  this: ContextHolder<http2.Http2Server>,
-  req: Http2ServerRequest,
-  res: Http2ServerResponse,
-): void {
-  const ctx = this[kContext];
-  const conn = (req.stream.session as unknown as ConnHolder | undefined)?.[kConn];
   if (ctx !== undefined && conn !== undefined) handleInbound(ctx, conn, req, res);
   else res.destroy();
 }
@@ -372,8 +355,7 @@ function handleInbound(
     port = plaintextPort(active, firstHeader(req.headers[':authority']) ?? req.headers.host);
     if (port !== undefined && port.mtls === 'STRICT') {
       ctx.stats.inboundRefused.inc({ reason: 'plaintext_on_strict' });
-      if ('stream' in req) req.stream.session?.destroy();
-      else req.socket.destroy();
+      req.socket.destroy();
       return;
     }
   } else if (port !== undefined) {

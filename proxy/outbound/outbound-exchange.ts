@@ -27,7 +27,7 @@ import { addExchangeSpan, recordExchangeMetrics, SPAN_KIND_CLIENT } from '../htt
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import { HttpExchange } from '../http/http-exchange.js';
 import { addFlag, ResponseFlags } from '../http/response-flags.js';
-import { isIdempotentRequest } from '../http/idempotent.js';
+import { resendAtOnce } from '../http/idempotent.js';
 import type { ActiveConfig, ProxyContext } from '../proxy-context.js';
 import { UNKNOWN_PEER, type BaseSeries, type PeerLabels } from '../telemetry/istio-metrics.js';
 import { continueTrace, ensureRequestId, propagate, type SpanContext } from '../telemetry/trace.js';
@@ -436,13 +436,12 @@ export class OutboundExchange extends HttpExchange implements PendingWaiter {
     this.#clearTryTimer();
     const e = this.endpoint;
     if (
-      kind === UpstreamFailure.STALE_CONNECTION &&
       this.replayable &&
       this.staleRetries < MAX_STALE_RETRIES &&
-      isIdempotentRequest(this.req.method, this.req.headers)
+      resendAtOnce(kind, this.req.method, this.req.headers)
     ) {
-      // Most likely the server closed an idle connection as we reused it and the request never
-      // arrived; but it may have, so only a request that is safe to repeat goes again at once.
+      // The request never reached the app (refused), or most likely did not (a keep-alive connection
+      // the server had closed as we reused it): it goes again at once, outside the retry policy.
       this.staleRetries++;
       this.attempt = undefined;
       this.#endpointDone();

@@ -7,13 +7,12 @@
  */
 
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
 import type { Socket } from 'node:net';
 import { monotonicMs } from '../../core/clock.js';
 import { MESH_SOURCE_HEADER } from '../http/http-headers.js';
 import { recordTunnelMetrics } from '../http/exchange-telemetry.js';
 import { HttpListener, kContext, type ContextHolder } from '../http/http-listener.js';
-import { handOverByUnshift, sniffProtocol } from '../http/protocol-sniff.js';
+import { sniffProtocol } from '../http/protocol-sniff.js';
 import { sendLocalReply } from '../http/local-reply.js';
 import { rawHttpError, tunnelUpgrade, upgradeRequestHead } from '../http/upgrade-tunnel.js';
 import type { HttpServerLimits } from '../http/http-servers.js';
@@ -21,6 +20,7 @@ import type { ProxyContext } from '../proxy-context.js';
 import type { DownstreamRequest, DownstreamResponse } from '../http/downstream.js';
 import type { LeanRequest } from '../http/lean-h1/lean-request.js';
 import type { LeanResponse } from '../http/lean-h1/lean-response.js';
+import type { H2Response } from '../http/lean-h2/h2-response.js';
 import { ensureRequestId } from '../telemetry/trace.js';
 import { connectUpstream } from '../upstream/upstream-connect.js';
 import { OutboundExchange } from './outbound-exchange.js';
@@ -30,7 +30,7 @@ import { findService, readTarget, servicePort, splitAuthority } from './outbound
 
 export class OutboundListener extends HttpListener {
   constructor(ctx: ProxyContext, limits: HttpServerLimits) {
-    super(ctx, limits, onH1Request, onH2Request);
+    super(ctx, limits, onRequest);
     this.h1.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) =>
       this.#connect(req, socket, head),
     );
@@ -40,7 +40,7 @@ export class OutboundListener extends HttpListener {
     this.track(socket);
     sniffProtocol(socket, this.limits.headersTimeoutMs, {
       decide: (protocol, s, first) => {
-        if (protocol === 'h2c') handOverByUnshift(s, first, this.h2);
+        if (protocol === 'h2c') this.h2.accept(s, first);
         else if (protocol === 'h1') this.lean.accept(s, first);
         else {
           // TLS to the outbound port: apps send plain HTTP here; answer in a way a TLS client notices.
@@ -163,19 +163,10 @@ export class OutboundListener extends HttpListener {
   }
 }
 
-function onH1Request(
+function onRequest(
   this: ContextHolder<http.Server>,
   req: IncomingMessage | LeanRequest,
-  res: ServerResponse | LeanResponse,
-): void {
-  const ctx = this[kContext];
-  if (ctx !== undefined) handleOutbound(ctx, req, res);
-}
-
-function onH2Request(
-  this: ContextHolder<http2.Http2Server>,
-  req: Http2ServerRequest,
-  res: Http2ServerResponse,
+  res: ServerResponse | LeanResponse | H2Response,
 ): void {
   const ctx = this[kContext];
   if (ctx !== undefined) handleOutbound(ctx, req, res);

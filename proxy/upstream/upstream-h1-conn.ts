@@ -12,7 +12,7 @@
  */
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { Readable } from 'node:stream';
+import { DirectBody } from './direct-body.js';
 import { kConnected, kPeerId, type TaggedSocket } from './upstream-connect.js';
 import { H1ProtocolError, headEnd } from '../http/h1-fields.js';
 import {
@@ -368,38 +368,13 @@ function uncork(socket: TaggedSocket): void {
   socket.uncork();
 }
 
-/**
- * A direct consumer of a response body (the exchange relaying it): chunks
- * go straight to it, without the stream's buffering, events and pipe.
- */
-export interface BodySink {
-  /** One chunk; false = stop reading until the sink calls `H1Body.resumeSink()`. */
-  onBodyChunk(chunk: Buffer): boolean;
-  /** The body is complete (trailers, if any, are on the attempt). */
-  onBodyEnd(): void;
-  /** The connection failed before the body was complete. */
-  onBodyBroken(): void;
-}
-
 /** A response body: slices of the socket's reads, with backpressure to the socket. */
-export class H1Body extends Readable {
+export class H1Body extends DirectBody {
   readonly attempt: H1Attempt;
-  sink: BodySink | undefined;
 
   constructor(attempt: H1Attempt) {
     super();
     this.attempt = attempt;
-  }
-
-  /**
-   * Delivers the rest of the body to `sink` instead of the stream. Only
-   * before anything was read or buffered; false means use the stream.
-   */
-  attachSink(sink: BodySink): boolean {
-    if (this.readableLength > 0 || this.readableEnded || this.destroyed || this.readableFlowing !== null)
-      return false;
-    this.sink = sink;
-    return true;
   }
 
   /** The sink can take more after refusing a chunk. */
@@ -572,41 +547,17 @@ export class H1Attempt implements Attempt {
   }
 
   pushBody(chunk: Buffer): void {
-    const body = this.#body;
-    if (body === undefined || body.destroyed) return;
-    const sink = body.sink;
-    if (sink !== undefined) {
-      if (!sink.onBodyChunk(chunk)) this.conn?.socket.pause();
-      return;
-    }
-    if (!body.push(chunk)) this.conn?.socket.pause();
+    if (this.#body?.deliver(chunk) === false) this.conn?.socket.pause();
   }
 
   endBody(): void {
-    const body = this.#body;
-    if (body === undefined || body.destroyed) return;
-    const sink = body.sink;
-    if (sink !== undefined) {
-      body.sink = undefined;
-      sink.onBodyEnd();
-      return;
-    }
-    body.push(null);
+    this.#body?.finishBody();
   }
 
   /** The connection failed after the head: the consumer sees 'aborted' (and 'error' if it listens). */
   breakBody(err: Error): void {
     this.broken = true;
-    const body = this.#body;
-    if (body === undefined || body.destroyed) return;
-    const sink = body.sink;
-    if (sink !== undefined) {
-      body.sink = undefined;
-      sink.onBodyBroken();
-      return;
-    }
-    body.emit('aborted');
-    body.destroy(body.listenerCount('error') > 0 ? err : undefined);
+    this.#body?.breakBody(err);
   }
 
   fail(kind: UpstreamFailureKind, err: Error): void {

@@ -58,7 +58,23 @@ describe('snapshot validation', () => {
     ]);
     expect(c.clusters[1]?.sni).toBe('v1.80.cart.shop.svc.mesh');
     expect(c.outbound.byHost.get('cart')?.host).toBe('cart.shop.svc.cluster.local');
-    expect(c.clusters[0]?.policy).toMatchObject({ lb: 'LEAST_REQUEST', connectTimeoutMs: 10_000, h2: false });
+    expect(c.clusters[0]?.policy).toMatchObject({
+      lb: 'LEAST_REQUEST',
+      connectTimeoutMs: 10_000,
+      h2: false,
+      h2ToProxies: true,
+    });
+  });
+
+  it('reads h2UpgradePolicy: HTTP/2 between sidecars unless DO_NOT_UPGRADE, to every endpoint with UPGRADE', () => {
+    const policy = (h2UpgradePolicy: string): unknown =>
+      compileSnapshot(snapshot([], { connectionPool: { http: { h2UpgradePolicy } } })).clusters[0]?.policy;
+    expect(policy('DEFAULT')).toMatchObject({ h2: false, h2ToProxies: true });
+    expect(policy('DO_NOT_UPGRADE')).toMatchObject({ h2: false, h2ToProxies: false });
+    expect(policy('UPGRADE')).toMatchObject({ h2: true, h2ToProxies: true });
+    expect(refusal(snapshot([], { connectionPool: { http: { h2UpgradePolicy: 'SOMETIMES' } } }))).toContain(
+      'connectionPool.http.h2UpgradePolicy: must be one of DEFAULT, DO_NOT_UPGRADE, UPGRADE',
+    );
   });
 
   it('names the field of each refusal', () => {

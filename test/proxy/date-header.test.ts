@@ -1,26 +1,24 @@
 /**
- * The sidecar's node:http and node:http2 responses write their own Date
- * header (proxy/http/date-header.ts): present on every head, the
+ * The sidecar's node:http responses write their own Date header (proxy/http/date-header.ts): present on every head, the
  * handler's own Date kept, Node's own 417 dated too, and a head that threw
  * on a bad header leaves nothing behind for the local reply that follows.
  */
 
 import { afterEach, describe, expect, it } from '@jest/globals';
 import http from 'node:http';
-import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import { DatedHttp2ServerResponse, DatedServerResponse } from '../../proxy/http/date-header.js';
+import { DatedServerResponse } from '../../proxy/http/date-header.js';
 
 const HTTP_DATE = /^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/;
 const UPSTREAM_DATE = 'Mon, 01 Jan 2001 00:00:00 GMT';
 
-const servers: Array<http.Server | http2.Http2Server> = [];
+const servers: http.Server[] = [];
 
 afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => new Promise((resolve) => s.close(resolve))));
 });
 
-async function listen<S extends http.Server | http2.Http2Server>(server: S): Promise<number> {
+async function listen(server: http.Server): Promise<number> {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
@@ -82,33 +80,5 @@ describe('node:http responses with their own Date', () => {
     expect(head[0]).toBe('502');
     expect(head.filter((line) => /^set-cookie/i.test(line))).toEqual([]);
     expect(dates(head)).toHaveLength(1);
-  });
-});
-
-describe('node:http2 responses with their own Date', () => {
-  it('dates every head once and keeps a given Date', async () => {
-    const port = await listen(
-      http2.createServer({ Http2ServerResponse: DatedHttp2ServerResponse }, (req, res) => {
-        if (req.url === '/given') res.writeHead(200, { date: UPSTREAM_DATE });
-        res.end('ok');
-      }),
-    );
-    const session = http2.connect(`http://127.0.0.1:${port}`);
-    try {
-      const ask = (path: string): Promise<http2.IncomingHttpHeaders> =>
-        new Promise((resolve, reject) => {
-          const stream = session.request({ ':path': path });
-          stream.on('response', (headers) => {
-            stream.resume();
-            resolve(headers);
-          });
-          stream.on('error', reject);
-          stream.end();
-        });
-      expect((await ask('/')).date).toMatch(HTTP_DATE);
-      expect((await ask('/given')).date).toBe(UPSTREAM_DATE);
-    } finally {
-      session.close();
-    }
   });
 });

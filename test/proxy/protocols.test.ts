@@ -87,7 +87,12 @@ beforeAll(async () => {
     socket.on('data', (d: Buffer) => socket.write(Buffer.concat([Buffer.from('echo:'), d])));
     socket.on('end', () => socket.end());
   });
-  const h1 = http.createServer((req, res) => res.end(`h1 app saw HTTP/${req.httpVersion} ${req.url ?? ''}`));
+  const h1 = http.createServer((req, res) => {
+    const answer = (): void => void res.end(`h1 app saw HTTP/${req.httpVersion} ${req.url ?? ''}`);
+    // /slow/…: held a moment, so that concurrent requests are in flight together.
+    if (req.url?.startsWith('/slow/')) setTimeout(answer, 50);
+    else answer();
+  });
   const h2 = http2.createServer();
   h2.on('stream', (stream, headers) => {
     stream.respond({ ':status': 200, 'content-type': 'text/plain' });
@@ -262,6 +267,50 @@ describe('HTTP/2', () => {
       h2: boolean;
     }>;
     expect(stats.find((c) => c.name === `outbound|8082||echo.${NS}.svc.cluster.local`)?.h2).toBe(true);
+  });
+});
+
+interface ClusterView {
+  name: string;
+  endpoints: Array<{ protocol: string; connections: number }>;
+}
+
+async function h1Cluster(): Promise<ClusterView | undefined> {
+  const clusters = (await (await fetch(`${client.admin}/clusters`)).json()) as ClusterView[];
+  return clusters.find((c) => c.name === `outbound|8081||echo.${NS}.svc.cluster.local`);
+}
+
+describe('HTTP/2 between proxies', () => {
+  it("multiplexes an HTTP/1.1 app's concurrent requests over one connection, and the app still sees HTTP/1.1", async () => {
+    const agent = new http.Agent({ keepAlive: true });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          request(client.handle.ports.outbound, 'echo:8081', `/slow/${i}`, { agent }),
+        ),
+      );
+      expect(answers.map((a) => a.body)).toEqual(
+        Array.from({ length: 20 }, (_, i) => `h1 app saw HTTP/1.1 /slow/${i}`),
+      );
+    } finally {
+      agent.destroy();
+    }
+    expect((await h1Cluster())?.endpoints[0]).toEqual(
+      expect.objectContaining({ protocol: 'h2', connections: 1 }),
+    );
+  });
+
+  it('keeps HTTP/1.1 between proxies under h2UpgradePolicy DO_NOT_UPGRADE', async () => {
+    client.handle.applySnapshot(
+      clientSnapshot({ connectionPool: { http: { h2UpgradePolicy: 'DO_NOT_UPGRADE' } } }),
+    );
+    try {
+      await waitFor(async () => (await h1Cluster())?.endpoints[0]?.protocol === 'http/1.1');
+      const answer = await request(client.handle.ports.outbound, 'echo:8081', '/after');
+      expect(answer.body).toBe('h1 app saw HTTP/1.1 /after');
+    } finally {
+      client.handle.applySnapshot(clientSnapshot());
+    }
   });
 });
 

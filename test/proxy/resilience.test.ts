@@ -7,6 +7,7 @@
 
 import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import type { EndpointConfig, IstioObject } from '../../core/mesh/snapshot.js';
 import { mirrorsInFlight } from '../../proxy/outbound/outbound-mirror.js';
@@ -669,6 +670,30 @@ describe('upstream resets', () => {
 });
 
 describe('connections between proxies', () => {
+  it('sends a request the HTTP/2 upstream refused (REFUSED_STREAM) again at once, outside the retry policy', async () => {
+    let streams = 0;
+    const h2app = http2.createServer();
+    h2app.on('stream', (stream) => {
+      stream.on('error', () => undefined);
+      // The first stream is refused: the upstream says it did nothing with it.
+      if (++streams === 1) stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      else {
+        stream.respond({ ':status': 200 });
+        stream.end('second stream answered');
+      }
+    });
+    await new Promise<void>((resolve) => h2app.listen(0, '127.0.0.1', resolve));
+    started.push({ close: () => new Promise<void>((resolve) => h2app.close(() => resolve())) });
+    configure(
+      [plainEndpoint((h2app.address() as AddressInfo).port)],
+      [{ route: [{ destination: { host: 'backend' } }], retries: { attempts: 0 } }],
+      { connectionPool: { http: { h2UpgradePolicy: 'UPGRADE' } } },
+    );
+    const answer = await get('/refused');
+    expect(answer.body).toBe('second stream answered');
+    expect(streams).toBe(2);
+  });
+
   it('keeps one warm connection for sequential requests and resumes TLS sessions for new ones', async () => {
     const b = await backend('pooled');
     configure([b.endpoint], [{ route: [{ destination: { host: 'backend' } }] }]);

@@ -1,5 +1,6 @@
 /**
- * A request the lean HTTP/1.1 server parsed: the fields of Node's
+ * A request the lean HTTP/1.1 server parsed (or the HTTP/2 server
+ * decoded, with `httpVersionMajor` 2): the fields of Node's
  * IncomingMessage the proxy reads, and just enough of a readable stream for
  * its body — 'data' and 'end', pause() and resume() — without a stream's
  * state per request. Like a Readable, it holds body bytes until a 'data'
@@ -25,9 +26,9 @@ export class LeanRequest extends EventEmitter {
   readonly method: string;
   readonly url: string;
   readonly headers: IncomingHttpHeaders;
-  readonly httpVersion = '1.1';
-  readonly httpVersionMajor = 1;
-  readonly httpVersionMinor = 1;
+  readonly httpVersion: string;
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
   readonly socket: Socket;
   /** The whole body arrived. */
   complete: boolean;
@@ -40,8 +41,16 @@ export class LeanRequest extends EventEmitter {
   #flushScheduled = false;
   #destroyed = false;
 
-  constructor(head: SimpleRequestHead, socket: Socket, source: BodySource) {
+  constructor(
+    head: Pick<SimpleRequestHead, 'method' | 'url' | 'headers' | 'contentLength'>,
+    socket: Socket,
+    source: BodySource,
+    httpVersionMajor: 1 | 2 = 1,
+  ) {
     super();
+    this.httpVersionMajor = httpVersionMajor;
+    this.httpVersionMinor = httpVersionMajor === 1 ? 1 : 0;
+    this.httpVersion = httpVersionMajor === 1 ? '1.1' : '2.0';
     this.method = head.method;
     this.url = head.url;
     this.headers = head.headers;

@@ -1,0 +1,344 @@
+/**
+ * The lean HTTP/2 server (proxy/http/lean-h2) against nghttp2, the HTTP/2
+ * of Node's own client: requests and bodies in both directions past the
+ * flow-control windows, trailers, many streams on one connection, HEAD,
+ * oversized and malformed heads, bodies that disagree with their
+ * content-length; and against raw frames for what a well-behaved client
+ * never sends (a wrong preface, oversized frames, a reset flood, window
+ * overflow), each answered with the RFC's error while other connections
+ * keep working.
+ */
+
+import { afterEach, describe, expect, it } from '@jest/globals';
+import http2 from 'node:http2';
+import net, { type AddressInfo } from 'node:net';
+import type { LeanRequest } from '../../../proxy/http/lean-h1/lean-request.js';
+import { H2ErrorCode } from '../../../proxy/http/lean-h2/h2-errors.js';
+import type { H2Response } from '../../../proxy/http/lean-h2/h2-response.js';
+import { LeanH2Server } from '../../../proxy/http/lean-h2/h2-server.js';
+import { CLIENT_PREFACE, FrameType, frameHeader, settingsFrame } from '../../../proxy/http/lean-h2/frames.js';
+import { HpackEncoder } from '../../../proxy/http/lean-h2/hpack.js';
+
+const LIMITS = { maxHeaderBytes: 16 * 1024, headersTimeoutMs: 5000, keepAliveTimeoutMs: 5000 };
+
+/** The test app: answers by path, the way the proxy's exchanges use a response. */
+function app(req: LeanRequest, res: H2Response): void {
+  const chunks: Buffer[] = [];
+  req.on('data', (c: Buffer) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    if (req.url === '/big') {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const part = Buffer.alloc(64 * 1024, 7);
+      let sent = 0;
+      const pump = (): void => {
+        while (sent < 48) {
+          sent++;
+          if (sent === 48) {
+            res.end(part);
+            return;
+          }
+          if (!res.write(part)) {
+            res.once('drain', pump);
+            return;
+          }
+        }
+      };
+      pump();
+      return;
+    }
+    if (req.url === '/trailers') {
+      res.writeHead(200, { 'content-type': 'application/grpc' });
+      res.write(Buffer.from('message'));
+      res.addTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' });
+      res.end();
+      return;
+    }
+    res.writeHead(200, {
+      ...(req.url === '/dated' ? { date: 'Mon, 01 Jan 2001 00:00:00 GMT' } : {}),
+      'x-method': req.method,
+      'x-authority': String(req.headers[':authority']),
+      'x-cookie': String(req.headers.cookie ?? ''),
+      'x-length': String(body.length),
+      'content-length': String(body.length),
+    });
+    res.end(body);
+  });
+}
+
+const cleanup: Array<() => void | Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanup.splice(0).reverse()) await c();
+});
+
+async function start(): Promise<{ port: number; server: LeanH2Server }> {
+  const server = new LeanH2Server(LIMITS, app);
+  const tcp = net.createServer((socket) => server.accept(socket, undefined));
+  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
+  cleanup.push(() => {
+    server.destroy();
+    return new Promise<void>((resolve) => tcp.close(() => resolve()));
+  });
+  return { port: (tcp.address() as AddressInfo).port, server };
+}
+
+function connect(port: number): http2.ClientHttp2Session {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  session.on('error', () => undefined);
+  cleanup.push(() => {
+    session.destroy();
+  });
+  return session;
+}
+
+interface Reply {
+  headers: http2.IncomingHttpHeaders;
+  body: Buffer;
+  trailers?: http2.IncomingHttpHeaders;
+}
+
+function request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const stream = session.request(headers, { endStream: body === undefined });
+    const chunks: Buffer[] = [];
+    let head: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    stream.on('response', (h) => (head = h));
+    stream.on('trailers', (t) => (trailers = t));
+    stream.on('data', (c: Buffer) => chunks.push(c));
+    stream.on('end', () => resolve({ headers: head, body: Buffer.concat(chunks), trailers }));
+    stream.on('error', reject);
+    if (body !== undefined) stream.end(body);
+  });
+}
+
+/** What happened to a stream the server refused: its reset code. */
+function resetCode(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: Buffer,
+): Promise<number> {
+  return new Promise((resolve) => {
+    const stream = session.request(headers, { endStream: body === undefined });
+    stream.on('error', () => undefined);
+    stream.on('data', () => undefined);
+    stream.on('close', () => resolve(stream.rstCode ?? -1));
+    if (body !== undefined) stream.end(body);
+  });
+}
+
+describe('lean HTTP/2 server with a Node (nghttp2) client', () => {
+  it('serves requests with and without bodies, carrying :authority, method and split cookies', async () => {
+    const { port } = await start();
+    const session = connect(port);
+    const get = await request(session, {
+      ':path': '/x',
+      ':authority': 'svc.ns:8080',
+      cookie: ['a=1', 'b=2'],
+    });
+    expect(get.headers[':status']).toBe(200);
+    expect(get.headers['x-method']).toBe('GET');
+    expect(get.headers['x-authority']).toBe('svc.ns:8080');
+    expect(get.headers['x-cookie']).toBe('a=1; b=2');
+    expect(get.headers.date).toMatch(/^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$/);
+    // A Date the handler gives (an upstream's) is kept, not doubled.
+    const dated = await request(session, { ':path': '/dated' });
+    expect(dated.headers.date).toBe('Mon, 01 Jan 2001 00:00:00 GMT');
+    const post = await request(session, { ':method': 'POST', ':path': '/echo' }, Buffer.from('hello'));
+    expect(post.body.toString()).toBe('hello');
+    expect(post.headers['x-length']).toBe('5');
+  });
+
+  it('moves bodies larger than every flow-control window in both directions', async () => {
+    const { port } = await start();
+    const session = connect(port);
+    const upload = Buffer.alloc(5 * 1024 * 1024 + 17);
+    for (let i = 0; i < upload.length; i++) upload[i] = i % 251;
+    const echoed = await request(session, { ':method': 'PUT', ':path': '/echo' }, upload);
+    expect(echoed.body.equals(upload)).toBe(true);
+    const big = await request(session, { ':path': '/big' });
+    expect(big.body.length).toBe(48 * 64 * 1024);
+  });
+
+  it('sends trailers after the body', async () => {
+    const { port } = await start();
+    const reply = await request(connect(port), { ':path': '/trailers' });
+    expect(reply.body.toString()).toBe('message');
+    expect(reply.trailers).toMatchObject({ 'grpc-status': '0', 'grpc-message': 'ok' });
+  });
+
+  it('serves 300 concurrent streams on one connection', async () => {
+    const { port, server } = await start();
+    const session = connect(port);
+    const replies = await Promise.all(
+      Array.from({ length: 300 }, (_, i) =>
+        request(session, { ':method': 'POST', ':path': '/echo' }, Buffer.from(`body ${i}`)),
+      ),
+    );
+    expect(replies.map((r) => r.body.toString())).toEqual(Array.from({ length: 300 }, (_, i) => `body ${i}`));
+    expect(server.sessions.size).toBe(1);
+  });
+
+  it('answers HEAD with the head only', async () => {
+    const { port } = await start();
+    const reply = await request(connect(port), { ':method': 'HEAD', ':path': '/big' });
+    expect(reply.headers[':status']).toBe(200);
+    expect(reply.body.length).toBe(0);
+  });
+
+  it('answers 431 to a head over the limit and keeps serving the connection', async () => {
+    const { port } = await start();
+    const session = connect(port);
+    const big = await request(session, { ':path': '/x', 'x-big': 'v'.repeat(40 * 1024) });
+    expect(big.headers[':status']).toBe(431);
+    const next = await request(session, { ':path': '/x' });
+    expect(next.headers[':status']).toBe(200);
+  });
+
+  it('resets a stream whose body disagrees with its content-length, and serves the next', async () => {
+    const { port } = await start();
+    const session = connect(port);
+    const longer = await resetCode(
+      session,
+      { ':method': 'POST', ':path': '/echo', 'content-length': '3' },
+      Buffer.from('more than three'),
+    );
+    expect(longer).toBe(H2ErrorCode.PROTOCOL_ERROR);
+    const shorter = await resetCode(
+      session,
+      { ':method': 'POST', ':path': '/echo', 'content-length': '30' },
+      Buffer.from('short'),
+    );
+    expect(shorter).toBe(H2ErrorCode.PROTOCOL_ERROR);
+    const next = await request(session, { ':method': 'POST', ':path': '/echo' }, Buffer.from('ok'));
+    expect(next.body.toString()).toBe('ok');
+  });
+});
+
+/** A raw client: sends bytes, collects the frames the server sends back. */
+async function rawClient(port: number): Promise<{
+  socket: net.Socket;
+  frames: Array<{ type: number; flags: number; stream: number; payload: Buffer }>;
+  closed: Promise<void>;
+}> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+  const frames: Array<{ type: number; flags: number; stream: number; payload: Buffer }> = [];
+  let buf = Buffer.alloc(0);
+  socket.on('data', (d: Buffer) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 9) {
+      const length = buf.readUIntBE(0, 3);
+      if (buf.length < 9 + length) break;
+      frames.push({
+        type: buf[3] as number,
+        flags: buf[4] as number,
+        stream: buf.readUInt32BE(5),
+        payload: buf.subarray(9, 9 + length),
+      });
+      buf = buf.subarray(9 + length);
+    }
+  });
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  cleanup.push(() => {
+    socket.destroy();
+  });
+  return { socket, frames, closed };
+}
+
+function goawayCode(frames: Array<{ type: number; payload: Buffer }>): number | undefined {
+  const goaway = frames.find((f) => f.type === FrameType.GOAWAY);
+  return goaway?.payload.readUInt32BE(4);
+}
+
+function headersFrame(stream: number, fields: string[], flags: number): Buffer {
+  const block = new HpackEncoder().encode(fields);
+  return Buffer.concat([frameHeader(block.length, FrameType.HEADERS, flags, stream), block]);
+}
+
+const GET = [':method', 'GET', ':scheme', 'http', ':path', '/x', ':authority', 'a'];
+
+describe('lean HTTP/2 server against frames a client should not send', () => {
+  it('closes a connection that does not start with the preface', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    c.socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await c.closed;
+    expect(goawayCode(c.frames)).toBe(H2ErrorCode.PROTOCOL_ERROR);
+  });
+
+  it('answers PING, refuses an oversized frame with FRAME_SIZE_ERROR, and serves other connections meanwhile', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    c.socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame([])]));
+    c.socket.write(Buffer.concat([frameHeader(8, FrameType.PING, 0, 0), Buffer.from('12345678')]));
+    await waitUntil(() => c.frames.some((f) => f.type === FrameType.PING && f.flags === 1));
+    expect(c.frames.find((f) => f.type === FrameType.PING)?.payload.toString()).toBe('12345678');
+    c.socket.write(frameHeader(20_000, FrameType.DATA, 0, 1));
+    c.socket.write(Buffer.alloc(20_000));
+    await c.closed;
+    expect(goawayCode(c.frames)).toBe(H2ErrorCode.FRAME_SIZE_ERROR);
+    const ok = await request(connect(port), { ':path': '/x' });
+    expect(ok.headers[':status']).toBe(200);
+  });
+
+  it('refuses a stream-window overflow with FLOW_CONTROL_ERROR on that stream only', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    c.socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame([]), headersFrame(1, GET, 0x4)]));
+    const update = Buffer.alloc(4);
+    update.writeUInt32BE(0x7fff_ffff);
+    c.socket.write(Buffer.concat([frameHeader(4, FrameType.WINDOW_UPDATE, 0, 1), update]));
+    await waitUntil(() => c.frames.some((f) => f.type === FrameType.RST_STREAM));
+    const rst = c.frames.find((f) => f.type === FrameType.RST_STREAM);
+    expect(rst?.stream).toBe(1);
+    expect(rst?.payload.readUInt32BE(0)).toBe(H2ErrorCode.FLOW_CONTROL_ERROR);
+    expect(c.socket.destroyed).toBe(false);
+  });
+
+  it('ends a rapid-reset flood with ENHANCE_YOUR_CALM', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    const encoder = new HpackEncoder();
+    const frames: Buffer[] = [CLIENT_PREFACE, settingsFrame([])];
+    const rst = Buffer.alloc(4);
+    rst.writeUInt32BE(H2ErrorCode.CANCEL);
+    for (let i = 0; i < 1100; i++) {
+      const id = 1 + 2 * i;
+      const block = encoder.encode(GET);
+      frames.push(frameHeader(block.length, FrameType.HEADERS, 0x4, id), block);
+      frames.push(frameHeader(4, FrameType.RST_STREAM, 0, id), rst);
+    }
+    c.socket.write(Buffer.concat(frames));
+    await c.closed;
+    expect(goawayCode(c.frames)).toBe(H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it('refuses DATA on a stream never opened, and HEADERS with an upper-case name', async () => {
+    const { port } = await start();
+    const bad = await rawClient(port);
+    bad.socket.write(
+      Buffer.concat([CLIENT_PREFACE, settingsFrame([]), headersFrame(1, [...GET, 'X-Upper', '1'], 0x5)]),
+    );
+    await waitUntil(() => bad.frames.some((f) => f.type === FrameType.RST_STREAM));
+    expect(bad.frames.find((f) => f.type === FrameType.RST_STREAM)?.payload.readUInt32BE(0)).toBe(
+      H2ErrorCode.PROTOCOL_ERROR,
+    );
+    bad.socket.write(Buffer.concat([frameHeader(2, FrameType.DATA, 0, 9), Buffer.from('hi')]));
+    await bad.closed;
+    expect(goawayCode(bad.frames)).toBe(H2ErrorCode.PROTOCOL_ERROR);
+  });
+});
+
+async function waitUntil(check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error('condition not met in 5 s');
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
