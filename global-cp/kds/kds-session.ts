@@ -50,7 +50,7 @@ import {
 } from '../../core/kds/kds-protocol.js';
 import type { ZoneCatalog } from './kds-catalog.js';
 import type { KdsMetrics } from './kds-metrics.js';
-import { TokenBucket } from './kds-rate-limit.js';
+import { TokenBucket } from '../../core/token-bucket.js';
 import type { Semaphore } from './kds-semaphore.js';
 import { StreamSender } from './kds-sender.js';
 import type { KdsSettings } from './kds-settings.js';

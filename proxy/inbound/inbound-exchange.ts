@@ -40,10 +40,13 @@ export function authzRequestOf(
   port: InboundPortConfig,
   req: DownstreamRequest | undefined,
   path: string,
+  /** An absolute-form target's authority: it, not Host, is what the app will be asked for. */
+  targetAuthority?: string,
 ): AuthzRequest {
   const headers = req?.headers ?? {};
   const xff = firstHeader(headers['x-forwarded-for']);
-  const host = req === undefined ? '' : (firstHeader(headers[':authority']) ?? headers.host ?? '');
+  const host =
+    req === undefined ? '' : (targetAuthority ?? firstHeader(headers[':authority']) ?? headers.host ?? '');
   return {
     tcp: req === undefined,
     principal: conn.principal,
@@ -111,7 +114,7 @@ export class InboundExchange extends HttpExchange {
     if (!authz.empty) {
       const q = url.indexOf('?');
       const decision = authz.evaluate(
-        authzRequestOf(this.conn, this.port, req, q < 0 ? url : url.slice(0, q)),
+        authzRequestOf(this.conn, this.port, req, q < 0 ? url : url.slice(0, q), target.authority),
       );
       if (!decision.allowed) {
         this.policy = decision.policy;

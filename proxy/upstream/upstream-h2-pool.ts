@@ -202,19 +202,25 @@ export class H2Attempt implements Attempt, H2StreamHandler {
   }
 
   onStreamEnd(): void {
+    const stream = this.stream as H2Stream;
     if (this.#expectedLength >= 0 && this.#received !== this.#expectedLength) {
+      stream.cancel(H2ErrorCode.PROTOCOL_ERROR);
       this.onStreamReset(
-        this.stream as H2Stream,
+        stream,
         H2ErrorCode.PROTOCOL_ERROR,
         new Error('response body shorter than its content-length'),
       );
       return;
     }
     this.responseComplete = true;
+    // The whole response is in and the request is not: the rest of it has nowhere to go (RFC 9113 8.1).
+    if (!stream.localEnded && !stream.pendingEnd) stream.cancel(H2ErrorCode.CANCEL);
     this.#body?.finishBody();
   }
 
   onStreamReset(_stream: H2Stream, code: number, err: Error | undefined): void {
+    // A complete response stays complete: a server may reset the stream after it (RFC 9113 8.1).
+    if (this.responseComplete) return;
     this.broken = true;
     const error = err ?? new Error(`the upstream reset the stream (${h2ErrorName(code)})`);
     if (!this.settled) {
@@ -233,12 +239,12 @@ export class H2Attempt implements Attempt, H2StreamHandler {
 
   onStreamClose(): void {}
 
-  /** A lost stream: a connect failure if the connection never came up, else a reset. */
+  /** A lost stream: a connect failure if the connection never came up (or refused HTTP/2), else a reset. */
   #kindOfLoss(err: Error | undefined): UpstreamFailureKind {
     const connected = (this.session.socket as TaggedSocket)[kConnected] === true;
-    return connected && !(err !== undefined && isTlsAlert(err))
-      ? UpstreamFailure.RESET
-      : UpstreamFailure.CONNECT;
+    const refusedByPeer =
+      err !== undefined && (isTlsAlert(err) || (err as NodeJS.ErrnoException).code === NO_H2);
+    return connected && !refusedByPeer ? UpstreamFailure.RESET : UpstreamFailure.CONNECT;
   }
 
   #fail(kind: UpstreamFailureKind, err: Error): void {
@@ -254,11 +260,12 @@ function reportFailure(a: H2Attempt, kind: UpstreamFailureKind, err: Error): voi
   a.owner.onAttemptFailure(a, kind, err);
 }
 
+/** The code of the error a connection fails with when the peer did not choose h2 by ALPN. */
+const NO_H2 = 'MESHFED_NO_H2';
+
 function onSecureConnect(this: TLSSocket): void {
   if (this.alpnProtocol !== 'h2') {
-    this.destroy(
-      Object.assign(new Error('the upstream did not agree to HTTP/2 (ALPN)'), { code: 'MESHFED_NO_H2' }),
-    );
+    this.destroy(Object.assign(new Error('the upstream did not agree to HTTP/2 (ALPN)'), { code: NO_H2 }));
   }
 }
 
@@ -338,7 +345,7 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
     this.#sessions.push(session);
     if (settings.idleTimeoutMs > 0) {
       socket.setTimeout(settings.idleTimeoutMs);
-      socket.on('timeout', () => session.close());
+      socket.on('timeout', () => session.idle());
     }
     if (this.#closed) session.close();
     return session;

@@ -11,7 +11,7 @@ import {
 import { grpcStatusOf, meshErrorOfStatus } from '../../core/kds/kds-grpc.js';
 import { MeshError, ErrorCodes } from '../../core/errors.js';
 import { DEFAULT_BACKOFF, backoffDelay } from '../../zone-cp/kds/kds-backoff.js';
-import { TokenBucket } from '../../global-cp/kds/kds-rate-limit.js';
+import { TokenBucket } from '../../core/token-bucket.js';
 import { Semaphore } from '../../global-cp/kds/kds-semaphore.js';
 import { resolveKdsSettings } from '../../global-cp/kds/kds-settings.js';
 

@@ -377,6 +377,23 @@ describe('authorization', () => {
     serverConfig([port('STRICT')], 'STRICT');
   });
 
+  it('a hosts rule judges the authority the app is asked for: an absolute-form target, not the Host header', async () => {
+    serverConfig([port('PERMISSIVE')], 'PERMISSIVE', [
+      {
+        name: 'public-only',
+        namespace: NS,
+        action: 'ALLOW',
+        rules: [{ to: [{ operation: { hosts: ['public.example'] } }] }],
+      },
+    ]);
+    const before = app.requests.length;
+    expect((await plaintext('/page', 'public.example')).status).toBe(200);
+    // Host says public.example; the target names admin.internal, which is what the app would get.
+    expect((await plaintext('http://admin.internal/secret', 'public.example')).status).toBe(403);
+    expect(app.requests.slice(before).map((r) => r.url)).toEqual(['/page']);
+    serverConfig([port('STRICT')], 'STRICT');
+  });
+
   it('remote.ip is the last X-Forwarded-For address, not the first one a client wrote', async () => {
     serverConfig([port('PERMISSIVE')], 'PERMISSIVE', [
       {

@@ -11,6 +11,7 @@
 import { randomBytes } from 'node:crypto';
 import { Metadata, status, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { Logger } from '../../core/log.js';
+import { TokenBucket } from '../../core/token-bucket.js';
 import {
   MAX_NACK_ERROR_LENGTH,
   MDS_PROTOCOL_VERSION,
@@ -69,8 +70,7 @@ export class ProxySession {
   private ackedVersion = '';
   private lastCompiled: CompiledSnapshot | undefined;
   private helloTimer: NodeJS.Timeout | undefined;
-  private tokens: number;
-  private refilledAt = Date.now();
+  private readonly messages: TokenBucket;
   private chain: Promise<void> = Promise.resolve();
   private ended = false;
 
@@ -78,7 +78,7 @@ export class ProxySession {
     private readonly call: MdsCall,
     private readonly host: SessionHost,
   ) {
-    this.tokens = host.limits.messagesPerSecond * 4;
+    this.messages = new TokenBucket(host.limits.messagesPerSecond, host.limits.messagesPerSecond * 4);
     this.record = {
       id: '',
       kind: 'sidecar',
@@ -157,7 +157,7 @@ export class ProxySession {
 
   private receive(message: ProxyMessageWire): void {
     if (this.ended) return;
-    if (!this.takeToken()) {
+    if (!this.messages.take()) {
       this.fail(
         new GrpcRefusal(
           status.RESOURCE_EXHAUSTED,
@@ -343,16 +343,6 @@ export class ProxySession {
   /** The snapshot last compiled for this proxy (for /inspect/proxies/{id}/config). */
   get snapshot(): CompiledSnapshot | undefined {
     return this.lastCompiled;
-  }
-
-  private takeToken(): boolean {
-    const now = Date.now();
-    const rate = this.host.limits.messagesPerSecond;
-    this.tokens = Math.min(rate * 4, this.tokens + ((now - this.refilledAt) / 1000) * rate);
-    this.refilledAt = now;
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
   }
 
   private close(graceful: boolean): void {

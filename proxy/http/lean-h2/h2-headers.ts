@@ -133,6 +133,9 @@ export function requestHead(fields: string[]): RequestHead {
     }
   } else if (scheme === undefined || path === undefined || path === '') {
     throw new MalformedHead('a request without :scheme or :path');
+  } else if (path.charCodeAt(0) !== 47 /* / */ && !(path === '*' && method === 'OPTIONS')) {
+    // Origin form only (RFC 9113 8.3.1): the authority travels in :authority, never in the path.
+    throw new MalformedHead(`:path ${JSON.stringify(path.slice(0, 64))} is not a path`);
   }
   regularFields(fields, i, headers);
   return { method, path: path ?? '', headers, contentLength: parseContentLength(headers['content-length']) };

@@ -125,8 +125,13 @@ export class H2Response extends EventEmitter implements DownstreamResponse, H2St
   // ---- Stream events ----
 
   onStreamHeaders(_stream: H2Stream, _fields: string[], endStream: boolean): void {
-    // Request trailers: HTTP/1.1 apps would need chunked trailers for them; only the end matters here.
-    if (endStream) this.onStreamEnd();
+    // A second head is trailers, and trailers end the request (RFC 9113 8.1).
+    if (!endStream) {
+      this.#malformed();
+      return;
+    }
+    // HTTP/1.1 apps would need chunked trailers for them; only the end matters here.
+    this.onStreamEnd();
   }
 
   onStreamData(_stream: H2Stream, chunk: Buffer): void {

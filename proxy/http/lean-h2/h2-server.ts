@@ -21,6 +21,8 @@ export const SERVER_MAX_CONCURRENT_STREAMS = 1000;
 /** Body bytes one request stream may have in flight to us: the lean HTTP/1.1 server's queue limit, times 16. */
 export const SERVER_STREAM_WINDOW = 1 << 20;
 export const SERVER_CONNECTION_WINDOW = 4 << 20;
+/** After GOAWAY and the last stream, how long a client has to close its side (at most the idle deadline). */
+const CLOSE_GRACE_MS = 5000;
 
 export class LeanH2Server implements H2SessionOwner {
   readonly #limits: HttpServerLimits;
@@ -39,6 +41,7 @@ export class LeanH2Server implements H2SessionOwner {
       // HPACK counts 32 bytes per field on top of its text (RFC 7541 4.1), where an HTTP/1.1 head
       // counts 4: twice the HTTP/1.1 limit lets through what that limit lets through, and no more than that.
       maxHeaderListSize: 2 * limits.maxHeaderBytes,
+      closeGraceMs: Math.min(CLOSE_GRACE_MS, limits.keepAliveTimeoutMs),
     };
   }
 
@@ -47,7 +50,7 @@ export class LeanH2Server implements H2SessionOwner {
     const session = new H2Session(socket, false, this.#options, this);
     this.sessions.add(session);
     // Until the first stream: the same deadline as an idle keep-alive connection.
-    socket.setTimeout(this.#limits.keepAliveTimeoutMs, () => session.close());
+    socket.setTimeout(this.#limits.keepAliveTimeoutMs, () => session.idle());
     if (this.#closing) session.close();
     if (first !== undefined && first.length > 0) session.receive(first);
   }

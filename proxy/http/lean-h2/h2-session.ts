@@ -11,12 +11,14 @@
  */
 
 import type { Socket } from 'node:net';
+import { monotonicMs } from '../../../core/clock.js';
 import { H2Error, H2ErrorCode } from './h2-errors.js';
 import { H2Stream, type H2StreamHandler, type StreamConnection } from './h2-stream.js';
 import {
   CLIENT_PREFACE,
   DEFAULT_MAX_FRAME_SIZE,
   DEFAULT_WINDOW_SIZE,
+  FRAME_HEADER_LENGTH,
   FrameFlag,
   FrameReader,
   FrameType,
@@ -43,6 +45,8 @@ export interface H2SessionOptions {
   connectionWindow: number;
   /** Decoded header bytes (RFC 9113 size rule) a block may carry. */
   maxHeaderListSize: number;
+  /** After our side closed (GOAWAY and the last stream done), how long the peer has to close its side. */
+  closeGraceMs?: number;
 }
 
 /** What the session tells whoever holds it (the server, the client pool). */
@@ -61,12 +65,21 @@ export interface H2SessionOwner {
   onSessionClose(session: H2Session, err: Error | undefined): void;
 }
 
-/** Streams reset by the peer before they finished, net of those that finished: beyond this, GOAWAY. */
-const RESET_FLOOD_LIMIT = 1000;
-/** Control-frame answers (SETTINGS ACK, PING ACK) queued unread beyond this: the peer is flooding. */
-const CONTROL_BACKLOG_LIMIT = 1 << 20;
-/** Header block fragments beyond this many bytes before END_HEADERS: a CONTINUATION flood. */
+/**
+ * Premature resets, Envoy's guard against rapid reset (CVE-2023-44487) and
+ * MadeYouReset (CVE-2025-8671): a stream the peer resets within its first
+ * second, or one we reset for the peer's protocol error. Once a connection
+ * has opened this many streams, more than half of them premature ends it
+ * with GOAWAY ENHANCE_YOUR_CALM. A ratio, not a count or a rate, so that a
+ * long-lived connection with ordinary cancellations among its requests
+ * lives on, however many it has had.
+ */
+const PREMATURE_RESET_MIN_STREAMS = 500;
+const PREMATURE_RESET_LIFETIME_MS = 1000;
+/** A header block's fragments may add up to this many times the header list limit (each frame counts 9 bytes more). */
 const HEADER_BLOCK_FACTOR = 2;
+/** How long a closing connection may take to finish before its socket is destroyed, unless the options say. */
+const DEFAULT_CLOSE_GRACE_MS = 5000;
 /** How long a connection error's GOAWAY may take to leave before the socket is destroyed. */
 const FLUSH_GOAWAY_MS = 1000;
 
@@ -110,7 +123,15 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
   #goawaySent = false;
   /** The peer sent GOAWAY with this last stream id (-1: not yet). */
   #peerGoawayLast = -1;
-  #resetBudget = 0;
+  /** Server: streams the peer opened, and how many of them ended in a premature reset. */
+  #peerStreams = 0;
+  #prematureResets = 0;
+  /** When the bytes being handled were read (one clock read per socket read, not per frame). */
+  #readAt = 0;
+  /** Body bytes handed to stream handlers and not yet consumed, over all streams. */
+  #unread = 0;
+  /** Connection-window credit held back while `#unread` is over half the connection window. */
+  #withheld = 0;
   #destroyed = false;
   /** Client: attempts that will open a stream within this tick (their head waits for their body's shape). */
   reserved = 0;
@@ -134,8 +155,9 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     else settings.push([SettingId.MAX_CONCURRENT_STREAMS, options.maxConcurrentStreams]);
     if (client) this.#write(CLIENT_PREFACE);
     this.#write(settingsFrame(settings));
-    if (options.connectionWindow > DEFAULT_WINDOW_SIZE)
+    if (options.connectionWindow > DEFAULT_WINDOW_SIZE) {
       this.#write(windowUpdateFrame(0, options.connectionWindow - DEFAULT_WINDOW_SIZE));
+    }
     socket.on('data', (chunk: Buffer) => this.receive(chunk));
     socket.on('drain', () => this.#writer.drained(this.streams.values()));
     socket.on('error', (err: Error) => {
@@ -168,6 +190,7 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
   /** Bytes from the socket (also the bytes a sniffer read first). */
   receive(chunk: Buffer): void {
     if (this.#destroyed) return;
+    if (!this.client) this.#readAt = monotonicMs();
     try {
       if (this.#prefaceSeen < CLIENT_PREFACE.length) {
         const take = Math.min(CLIENT_PREFACE.length - this.#prefaceSeen, chunk.length);
@@ -244,19 +267,13 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
       throw new H2Error(H2ErrorCode.FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     }
     this.#recvWindow -= length;
-    // The connection window reopens as frames arrive: each stream's own window bounds what waits unread.
-    this.#recvConsumed += length;
-    if (this.#recvConsumed >= this.#options.connectionWindow >>> 1) {
-      this.#write(windowUpdateFrame(0, this.#recvConsumed));
-      this.#recvWindow += this.#recvConsumed;
-      this.#recvConsumed = 0;
-    }
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
       if (this.#isIdle(streamId))
         throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
-      // A stream we closed or reset: the peer may not know yet.
-      this.#write(rstStreamFrame(streamId, H2ErrorCode.STREAM_CLOSED));
+      // A stream we closed or reset, which the peer may not know yet: ignored (RFC 9113 5.4.2), not
+      // answered, so that a peer cannot make us write for every frame it sends.
+      this.#credit(length);
       return;
     }
     if (stream.remoteEnded) throw new H2Error(H2ErrorCode.STREAM_CLOSED, 'DATA after END_STREAM', streamId);
@@ -265,9 +282,20 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     }
     stream.recvWindow -= length;
     const body = unpad(flags, payload);
-    // Padding counts against the window but is never the handler's to consume.
+    // Padding counts against the windows but is never the handler's to consume.
     const padding = length - body.length;
-    if (padding > 0) this.consumed(stream, padding);
+    stream.unread += body.length;
+    this.#unread += body.length;
+    // The connection window reopens as frames arrive, so that one stream's slow reader does not
+    // hold up the others, until what waits unread over all streams reaches half the window: from
+    // there it reopens only as bytes are read, so a connection holds at most 1.5 windows unread.
+    if (this.#unread <= this.#options.connectionWindow >>> 1) this.#credit(length);
+    else this.#withheld += length;
+    if (padding > 0) {
+      stream.unread += padding;
+      this.#unread += padding;
+      this.consumed(stream, padding);
+    }
     const endStream = (flags & FrameFlag.END_STREAM) !== 0;
     if (endStream) stream.remoteEnded = true;
     if (body.length > 0) stream.handler.onStreamData(stream, body);
@@ -292,7 +320,7 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     this.#blockStream = streamId;
     this.#blockFlags = flags;
     this.#blockParts = [fragment];
-    this.#blockBytes = fragment.length;
+    this.#blockBytes = fragment.length + FRAME_HEADER_LENGTH;
   }
 
   #onContinuation(flags: number, streamId: number, payload: Buffer): void {
@@ -300,14 +328,15 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     if (parts === undefined || streamId !== this.#blockStream) {
       throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without a header block before it');
     }
-    parts.push(payload);
-    this.#blockBytes += payload.length;
+    if (payload.length > 0) parts.push(payload);
+    // Each frame counts its header too: empty CONTINUATION frames are not free.
+    this.#blockBytes += payload.length + FRAME_HEADER_LENGTH;
     if (this.#blockBytes > this.#options.maxHeaderListSize * HEADER_BLOCK_FACTOR) {
       throw new H2Error(H2ErrorCode.ENHANCE_YOUR_CALM, 'a header block grew past every limit');
     }
     if ((flags & FrameFlag.END_HEADERS) === 0) return;
     this.#blockParts = undefined;
-    this.#onHeaderBlock(streamId, this.#blockFlags, Buffer.concat(parts, this.#blockBytes));
+    this.#onHeaderBlock(streamId, this.#blockFlags, Buffer.concat(parts));
   }
 
   #onHeaderBlock(streamId: number, flags: number, block: Buffer): void {
@@ -338,12 +367,8 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     if ((streamId & 1) === 0)
       throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, `a client opened even stream ${streamId}`);
     this.#lastPeerStreamId = streamId;
-    if (this.#goawaySent) {
-      this.#write(rstStreamFrame(streamId, H2ErrorCode.REFUSED_STREAM));
-      return;
-    }
-    if (this.streams.size >= this.#options.maxConcurrentStreams) {
-      this.#write(rstStreamFrame(streamId, H2ErrorCode.REFUSED_STREAM));
+    if (this.#goawaySent || this.streams.size >= this.#options.maxConcurrentStreams) {
+      this.#writeControl(rstStreamFrame(streamId, H2ErrorCode.REFUSED_STREAM));
       return;
     }
     const stream = new H2Stream(
@@ -353,13 +378,20 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
       this.#peerInitialWindow,
       this.#options.streamWindow,
     );
+    stream.openedAt = this.#readAt;
+    this.#peerStreams++;
     if (endStream) stream.remoteEnded = true;
     this.#add(stream);
     if (fields === undefined) {
       this.#owner.onHeadersTooLarge?.(this, streamId);
       return;
     }
-    this.#owner.onPeerStream?.(this, stream, fields, endStream);
+    try {
+      this.#owner.onPeerStream?.(this, stream, fields, endStream);
+    } catch {
+      // A bug in the request's handler costs the request, not the connection's other streams.
+      this.resetStream(stream, H2ErrorCode.INTERNAL_ERROR);
+    }
   }
 
   #onRstStream(streamId: number, payload: Buffer): void {
@@ -369,9 +401,9 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
       throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, `RST_STREAM on idle stream ${streamId}`);
     const stream = this.streams.get(streamId);
     if (stream === undefined) return;
-    if (!this.client && ++this.#resetBudget > RESET_FLOOD_LIMIT) {
-      // Rapid reset (CVE-2023-44487): streams opened only to be cancelled cost us work and them nothing.
-      throw new H2Error(H2ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset by the peer');
+    if (!this.client && this.#readAt - stream.openedAt < PREMATURE_RESET_LIFETIME_MS && !this.#premature()) {
+      // Rapid reset: streams opened only to be cancelled cost us work and the peer nothing.
+      throw new H2Error(H2ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset');
     }
     this.#drop(stream);
     stream.handler.onStreamReset(stream, payload.readUInt32BE(0), undefined);
@@ -395,7 +427,10 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
           this.#writer.setHeaderTableSize(value);
           break;
         case SettingId.ENABLE_PUSH:
-          if (value > 1) throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, `ENABLE_PUSH ${value}`);
+          // A server may not offer push to take (RFC 9113 6.5.2).
+          if (value > 1 || (this.client && value !== 0)) {
+            throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, `ENABLE_PUSH ${value}`);
+          }
           break;
         case SettingId.MAX_CONCURRENT_STREAMS:
           this.peerMaxConcurrentStreams = value;
@@ -518,8 +553,12 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
 
   /** The handler took `bytes`: return them to the peer once enough add up. */
   consumed(stream: H2Stream, bytes: number): void {
+    const taken = Math.min(bytes, stream.unread);
+    if (taken <= 0) return;
+    stream.unread -= taken;
+    this.#release(taken);
     if (stream.reset || stream.remoteEnded || this.#destroyed) return;
-    stream.recvConsumed += bytes;
+    stream.recvConsumed += taken;
     if (stream.recvConsumed >= this.#options.streamWindow >>> 2) {
       this.#write(windowUpdateFrame(stream.id, stream.recvConsumed));
       stream.recvWindow += stream.recvConsumed;
@@ -527,20 +566,64 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     }
   }
 
+  /** Unread bytes left the connection (consumed, or their stream is gone). */
+  #release(bytes: number): void {
+    this.#unread -= bytes;
+    if (this.#withheld > 0 && this.#unread <= this.#options.connectionWindow >>> 1) {
+      const credit = this.#withheld;
+      this.#withheld = 0;
+      this.#credit(credit);
+    }
+  }
+
+  /** Returns connection window to the peer, in WINDOW_UPDATEs of half the window or more. */
+  #credit(bytes: number): void {
+    this.#recvConsumed += bytes;
+    if (this.#recvConsumed >= this.#options.connectionWindow >>> 1 && !this.#destroyed) {
+      this.#write(windowUpdateFrame(0, this.#recvConsumed));
+      this.#recvWindow += this.#recvConsumed;
+      this.#recvConsumed = 0;
+    }
+  }
+
   resetStream(stream: H2Stream, code: number): void {
     if (stream.reset) return;
+    // A reset for the peer's error (a body that disagrees with its content-length) counts as one of its resets.
+    const peersFault = code === H2ErrorCode.PROTOCOL_ERROR || code === H2ErrorCode.FLOW_CONTROL_ERROR;
     if (!this.#destroyed && !(stream.localEnded && stream.remoteEnded)) {
-      this.#write(rstStreamFrame(stream.id, code));
+      if (!this.#sendReset(stream.id, code, peersFault)) return;
     }
     this.#drop(stream);
   }
 
   #streamError(err: H2Error): void {
     const stream = this.streams.get(err.streamId);
-    if (!this.#destroyed) this.#write(rstStreamFrame(err.streamId, err.h2Code));
+    if (!this.#destroyed && !this.#sendReset(err.streamId, err.h2Code, true)) return;
     if (stream === undefined) return;
     this.#drop(stream);
     stream.handler.onStreamReset(stream, err.h2Code, err);
+  }
+
+  /** Counts a premature reset; false when the connection has had too many. */
+  #premature(): boolean {
+    this.#prematureResets++;
+    return this.#peerStreams < PREMATURE_RESET_MIN_STREAMS || this.#prematureResets * 2 <= this.#peerStreams;
+  }
+
+  /**
+   * RST_STREAM from us. `charged`: it answers the peer's misbehaviour, so it
+   * spends the reset budget, and a peer that spends it all, or does not read
+   * what we send, loses the connection (false).
+   */
+  #sendReset(streamId: number, code: number, charged: boolean): boolean {
+    if (
+      (charged && !this.client && !this.#premature()) ||
+      !this.#writer.writeControl(rstStreamFrame(streamId, code))
+    ) {
+      this.#fail(new H2Error(H2ErrorCode.ENHANCE_YOUR_CALM, 'too many streams reset'));
+      return false;
+    }
+    return true;
   }
 
   #add(stream: H2Stream): void {
@@ -557,6 +640,12 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
 
   #forget(stream: H2Stream): void {
     if (!this.streams.delete(stream.id)) return;
+    if (stream.unread > 0) {
+      // Nobody will read what it held: that part of the connection window is free again.
+      const unread = stream.unread;
+      stream.unread = 0;
+      this.#release(unread);
+    }
     if (this.streams.size === 0) {
       this.#owner.onActivity?.(this, 0);
       if (this.goingAway) this.#endSocket();
@@ -586,12 +675,11 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     this.#writer.write(buf);
   }
 
-  /** A frame we owe the peer in answer to its own: refused when the peer does not read what we send. */
+  /** A frame we owe the peer in answer to its own: a peer that sends them and reads no answers is cut off. */
   #writeControl(buf: Buffer): void {
-    if (this.#writer.backlog > CONTROL_BACKLOG_LIMIT) {
+    if (!this.#writer.writeControl(buf)) {
       throw new H2Error(H2ErrorCode.ENHANCE_YOUR_CALM, 'the peer sends control frames and reads no answers');
     }
-    this.#write(buf);
   }
 
   // ---- Closing ----
@@ -620,6 +708,14 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     if (this.#destroyed) return;
     this.#writer.uncork();
     this.socket.end();
+    // A peer that never closes its side does not keep the connection.
+    setTimeout(destroySocket, this.#options.closeGraceMs ?? DEFAULT_CLOSE_GRACE_MS, this.socket).unref();
+  }
+
+  /** The connection sat idle past its deadline: GOAWAY, or if that was already sent, the end. */
+  idle(): void {
+    if (this.goingAway) this.destroy();
+    else this.close();
   }
 
   /** A connection error: GOAWAY with its code, then the socket goes. */

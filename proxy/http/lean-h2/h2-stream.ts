@@ -44,6 +44,10 @@ export class H2Stream {
   recvWindow: number;
   /** Bytes the handler consumed that we have not yet returned in a WINDOW_UPDATE. */
   recvConsumed = 0;
+  /** Body bytes handed to the handler that it has not consumed yet. */
+  unread = 0;
+  /** Server: when the peer opened it (monotonic ms), to tell a premature reset. */
+  openedAt = 0;
   /** We sent END_STREAM (or it waits in `pending` behind flow control). */
   localEnded = false;
   /** The peer sent END_STREAM. */

@@ -28,6 +28,12 @@ export interface WriterOwner {
   onLocalEnd(stream: H2Stream): void;
 }
 
+/**
+ * Control frames (answers to the peer's SETTINGS and PINGs, our resets)
+ * written while the socket is congested, beyond which the peer is taken to
+ * send them without reading the answers: nghttp2's outbound queue limit.
+ */
+const CONTROL_QUEUE_LIMIT = 1000;
 /** Data frames up to this size are copied behind their header into one buffer. */
 const COPY_DATA_UP_TO = 1024;
 const EMPTY = Buffer.alloc(0);
@@ -51,6 +57,8 @@ export class H2Writer {
   congested = false;
   /** The connection is gone: nothing more is written. */
   stopped = false;
+  /** Control frames written since the socket last drained, while it was congested. */
+  #controlQueued = 0;
 
   constructor(socket: Socket, owner: WriterOwner) {
     this.#socket = socket;
@@ -62,11 +70,6 @@ export class H2Writer {
     this.#encoder.setMaxTableSize(size);
   }
 
-  /** Bytes written that the socket has not sent yet. */
-  get backlog(): number {
-    return this.#socket.writableLength;
-  }
-
   write(buf: Buffer): void {
     if (this.stopped) return;
     if (!this.#corked) {
@@ -75,6 +78,13 @@ export class H2Writer {
       process.nextTick(uncork, this);
     }
     if (!this.#socket.write(buf)) this.congested = true;
+  }
+
+  /** A control frame; false when the peer has left too many of them unread (nothing is written then). */
+  writeControl(buf: Buffer): boolean {
+    if (this.congested && ++this.#controlQueued > CONTROL_QUEUE_LIMIT) return false;
+    this.write(buf);
+    return true;
   }
 
   uncork(): void {
@@ -217,6 +227,7 @@ export class H2Writer {
   /** The socket took what it held: streams told to wait may write again. */
   drained(streams: Iterable<H2Stream>): void {
     this.congested = false;
+    this.#controlQueued = 0;
     for (const stream of [...streams]) {
       if (this.congested) return;
       if (stream.wantsDrain && stream.pending === undefined && !stream.reset) {

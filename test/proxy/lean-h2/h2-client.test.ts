@@ -8,7 +8,8 @@
 
 import { afterEach, describe, expect, it } from '@jest/globals';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
+import { settingsFrame } from '../../../proxy/http/lean-h2/frames.js';
 import { UpstreamFailure } from '../../../proxy/upstream/upstream-attempt.js';
 import { H2Pool } from '../../../proxy/upstream/upstream-h2-pool.js';
 import type { PoolSettings } from '../../../proxy/upstream/upstream-pool-types.js';
@@ -230,6 +231,38 @@ describe('lean HTTP/2 client with a Node (nghttp2) server', () => {
     await waitUntil(() => cancelled);
     expect((await send(p, 'GET', '/x').done).status).toBe(200);
     expect(up.sessions.length).toBe(1);
+  });
+
+  it('keeps a complete response whole when the server resets the stream after it (an early answer)', async () => {
+    // The server answers before the request body is in and resets the rest (RFC 9113 8.1).
+    const up = await upstream((stream) => {
+      stream.respond({ ':status': 200 });
+      stream.end('early answer');
+    });
+    const p = pool(up.port);
+    const recorders = Array.from({ length: 30 }, () => {
+      const r = new Recorder();
+      const a = p.open(r, 'POST', '/early', 'svc', {});
+      a.write(Buffer.alloc(1024));
+      return r;
+    });
+    const outcomes = await Promise.all(recorders.map((r) => r.done));
+    for (const o of outcomes) {
+      expect(o.aborted).toBeUndefined();
+      expect(o.body?.toString()).toBe('early answer');
+    }
+  });
+
+  it('refuses a server that offers push (ENABLE_PUSH 1), failing the request', async () => {
+    const raw = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      socket.once('data', () => socket.write(settingsFrame([[0x2, 1]])));
+    });
+    await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+    cleanup.push(() => new Promise<void>((resolve) => raw.close(() => resolve())));
+    const r = await send(pool((raw.address() as AddressInfo).port), 'GET', '/x').done;
+    expect(r.failure?.kind).toBe(UpstreamFailure.RESET);
+    expect(r.failure?.err.message).toMatch(/ENABLE_PUSH/);
   });
 
   it('fails an attempt whose headers HTTP/2 cannot carry, without sending it', async () => {

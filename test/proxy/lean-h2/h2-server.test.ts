@@ -23,18 +23,27 @@ const LIMITS = { maxHeaderBytes: 16 * 1024, headersTimeoutMs: 5000, keepAliveTim
 
 /** The test app: answers by path, the way the proxy's exchanges use a response. */
 function app(req: LeanRequest, res: H2Response): void {
+  // /hold: the body is never read and no answer comes (an upstream that is slow to take it).
+  if (req.url === '/hold') return;
   const chunks: Buffer[] = [];
   req.on('data', (c: Buffer) => chunks.push(c));
   req.on('end', () => {
     const body = Buffer.concat(chunks);
+    if (req.url === '/huge') {
+      // All at once, as many streams' first chunks together would: the write queue takes it.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      res.end(Buffer.alloc(16 * 1024 * 1024, 7));
+      return;
+    }
     if (req.url === '/big') {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       const part = Buffer.alloc(64 * 1024, 7);
+      const parts = 48;
       let sent = 0;
       const pump = (): void => {
-        while (sent < 48) {
+        while (sent < parts) {
           sent++;
-          if (sent === 48) {
+          if (sent === parts) {
             res.end(part);
             return;
           }
@@ -71,8 +80,8 @@ afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
 });
 
-async function start(): Promise<{ port: number; server: LeanH2Server }> {
-  const server = new LeanH2Server(LIMITS, app);
+async function start(limits = LIMITS): Promise<{ port: number; server: LeanH2Server }> {
+  const server = new LeanH2Server(limits, app);
   const tcp = net.createServer((socket) => server.accept(socket, undefined));
   await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
   cleanup.push(() => {
@@ -220,12 +229,15 @@ describe('lean HTTP/2 server with a Node (nghttp2) client', () => {
 });
 
 /** A raw client: sends bytes, collects the frames the server sends back. */
-async function rawClient(port: number): Promise<{
+async function rawClient(
+  port: number,
+  options: { allowHalfOpen?: boolean } = {},
+): Promise<{
   socket: net.Socket;
   frames: Array<{ type: number; flags: number; stream: number; payload: Buffer }>;
   closed: Promise<void>;
 }> {
-  const socket = net.connect(port, '127.0.0.1');
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: options.allowHalfOpen === true });
   socket.on('error', () => undefined);
   await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
   const frames: Array<{ type: number; flags: number; stream: number; payload: Buffer }> = [];
@@ -251,6 +263,14 @@ async function rawClient(port: number): Promise<{
   return { socket, frames, closed };
 }
 
+/** Sends a PING and waits for its ACK: every frame the server sent before it has arrived. */
+async function roundTrip(c: Awaited<ReturnType<typeof rawClient>>, tag: string): Promise<void> {
+  c.socket.write(Buffer.concat([frameHeader(8, FrameType.PING, 0, 0), Buffer.from(tag.padEnd(8, '.'))]));
+  await waitUntil(() =>
+    c.frames.some((f) => f.type === FrameType.PING && f.flags === 1 && f.payload.toString().startsWith(tag)),
+  );
+}
+
 function goawayCode(frames: Array<{ type: number; payload: Buffer }>): number | undefined {
   const goaway = frames.find((f) => f.type === FrameType.GOAWAY);
   return goaway?.payload.readUInt32BE(4);
@@ -262,6 +282,7 @@ function headersFrame(stream: number, fields: string[], flags: number): Buffer {
 }
 
 const GET = [':method', 'GET', ':scheme', 'http', ':path', '/x', ':authority', 'a'];
+const POST = [':method', 'POST', ':scheme', 'http', ':path', '/echo', ':authority', 'a'];
 
 describe('lean HTTP/2 server against frames a client should not send', () => {
   it('closes a connection that does not start with the preface', async () => {
@@ -299,6 +320,171 @@ describe('lean HTTP/2 server against frames a client should not send', () => {
     expect(rst?.stream).toBe(1);
     expect(rst?.payload.readUInt32BE(0)).toBe(H2ErrorCode.FLOW_CONTROL_ERROR);
     expect(c.socket.destroyed).toBe(false);
+  });
+
+  it('lets a long-lived connection cancel requests among its others, however many it has cancelled', async () => {
+    const { port, server } = await start();
+    const session = connect(port);
+    for (let i = 0; i < 1200; i++) {
+      const cancelled = session.request({ ':path': '/hold' }, { endStream: false });
+      cancelled.on('error', () => undefined);
+      cancelled.close(http2.constants.NGHTTP2_CANCEL);
+      const ok = await request(session, { ':path': '/x' });
+      expect(ok.headers[':status']).toBe(200);
+    }
+    expect(server.sessions.size).toBe(1);
+  }, 30_000);
+
+  it('ends a connection whose requests are mostly malformed bodies it makes us reset (MadeYouReset)', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    const encoder = new HpackEncoder();
+    const frames: Buffer[] = [CLIENT_PREFACE, settingsFrame([])];
+    for (let i = 0; i < 600; i++) {
+      const id = 1 + 2 * i;
+      const block = encoder.encode([...POST, 'content-length', '1']);
+      frames.push(frameHeader(block.length, FrameType.HEADERS, 0x4, id), block);
+      // Two bytes where one was declared: we must reset the stream.
+      frames.push(frameHeader(2, FrameType.DATA, 0x1, id), Buffer.from('no'));
+    }
+    c.socket.write(Buffer.concat(frames));
+    await c.closed;
+    expect(goawayCode(c.frames)).toBe(H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it('ends a flood of empty CONTINUATION frames', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    const block = new HpackEncoder().encode(GET);
+    const frames: Buffer[] = [CLIENT_PREFACE, settingsFrame([])];
+    frames.push(frameHeader(block.length, FrameType.HEADERS, 0, 1), block);
+    const empty = frameHeader(0, FrameType.CONTINUATION, 0, 1);
+    for (let i = 0; i < 100_000; i++) frames.push(empty);
+    c.socket.write(Buffer.concat(frames));
+    await c.closed;
+    expect(goawayCode(c.frames)).toBe(H2ErrorCode.ENHANCE_YOUR_CALM);
+  });
+
+  it('ignores DATA on a stream it has closed instead of answering each frame', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    c.socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame([]), headersFrame(1, GET, 0x5)]));
+    // The answer to /x is one HEADERS frame with END_STREAM: stream 1 is closed on both sides.
+    await waitUntil(() => c.frames.some((f) => f.type === FrameType.HEADERS && (f.flags & 1) === 1));
+    const late: Buffer[] = [];
+    for (let i = 0; i < 100; i++) late.push(frameHeader(0, FrameType.DATA, 0, 1));
+    c.socket.write(Buffer.concat(late));
+    await roundTrip(c, 'late');
+    expect(c.frames.filter((f) => f.type === FrameType.RST_STREAM)).toEqual([]);
+    expect(c.socket.destroyed).toBe(false);
+  });
+
+  it('answers a PING while a large download waits in its socket', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    const open = Buffer.alloc(4);
+    open.writeUInt32BE(0x7fff_ffff - 65_535);
+    c.socket.write(
+      Buffer.concat([
+        CLIENT_PREFACE,
+        settingsFrame([[0x4, 0x7fff_ffff]]),
+        frameHeader(4, FrameType.WINDOW_UPDATE, 0, 0),
+        open,
+        headersFrame(1, [...GET.slice(0, 4), ':path', '/huge', ':authority', 'a'], 0x5),
+      ]),
+    );
+    // Not reading: 16 MiB fills the socket buffers and the server's write queue.
+    c.socket.pause();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    c.socket.write(Buffer.concat([frameHeader(8, FrameType.PING, 0, 0), Buffer.from('waiting.')]));
+    c.socket.resume();
+    await waitUntil(() => c.frames.some((f) => f.type === FrameType.DATA && (f.flags & 1) === 1));
+    expect(c.frames.some((f) => f.type === FrameType.PING && f.flags === 1)).toBe(true);
+    expect(goawayCode(c.frames)).toBeUndefined();
+  });
+
+  it('stops giving connection window once unread request bodies reach it', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    const encoder = new HpackEncoder();
+    const opening: Buffer[] = [CLIENT_PREFACE, settingsFrame([])];
+    const streams = [1, 3, 5, 7, 9, 11, 13, 15];
+    for (const id of streams) {
+      const block = encoder.encode([...GET.slice(0, 4), ':path', '/hold', ':authority', 'a']);
+      opening.push(frameHeader(block.length, FrameType.HEADERS, 0x4, id), block);
+    }
+    c.socket.write(Buffer.concat(opening));
+    // The server's own window grants (SETTINGS and WINDOW_UPDATEs) decide how much may be sent.
+    let sent = 0;
+    let connectionWindow = 65_535;
+    const streamWindow = new Map(streams.map((id) => [id, 65_535]));
+    const chunk = Buffer.alloc(16_384);
+    let seen = 0;
+    for (let idle = 0; idle < 5;) {
+      for (; seen < c.frames.length; seen++) {
+        const f = c.frames[seen] as { type: number; stream: number; payload: Buffer };
+        if (f.type === FrameType.WINDOW_UPDATE) {
+          const inc = f.payload.readUInt32BE(0);
+          if (f.stream === 0) connectionWindow += inc;
+          else streamWindow.set(f.stream, (streamWindow.get(f.stream) ?? 0) + inc);
+        } else if (f.type === FrameType.SETTINGS && f.payload.length > 0) {
+          for (let at = 0; at < f.payload.length; at += 6) {
+            if (f.payload.readUInt16BE(at) === 0x4) {
+              const delta = f.payload.readUInt32BE(at + 2) - 65_535;
+              for (const id of streams) streamWindow.set(id, (streamWindow.get(id) ?? 0) + delta);
+            }
+          }
+        }
+      }
+      let progressed = false;
+      for (const id of streams) {
+        const room = Math.min(connectionWindow, streamWindow.get(id) ?? 0, chunk.length);
+        if (room < chunk.length) continue;
+        c.socket.write(Buffer.concat([frameHeader(chunk.length, FrameType.DATA, 0, id), chunk]));
+        connectionWindow -= chunk.length;
+        streamWindow.set(id, (streamWindow.get(id) ?? 0) - chunk.length);
+        sent += chunk.length;
+        progressed = true;
+      }
+      if (progressed) idle = 0;
+      else {
+        idle++;
+        await roundTrip(c, `w${idle}`);
+      }
+    }
+    // Eight streams could take 1 MiB each; the connection takes its 4 MiB window and 2 MiB more.
+    expect(sent).toBeGreaterThan(3 * 1024 * 1024);
+    expect(sent).toBeLessThanOrEqual(6 * 1024 * 1024);
+    expect(c.socket.destroyed).toBe(false);
+  }, 20_000);
+
+  it('closes a connection whose client never closes its side, after GOAWAY', async () => {
+    const { port, server } = await start({ ...LIMITS, keepAliveTimeoutMs: 200 });
+    const c = await rawClient(port, { allowHalfOpen: true });
+    c.socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame([])]));
+    // Idle: GOAWAY after 200 ms, then the server lets go even though the client keeps its side open.
+    await waitUntil(() => goawayCode(c.frames) === H2ErrorCode.NO_ERROR);
+    await waitUntil(() => server.sessions.size === 0);
+  });
+
+  it('refuses a :path that is not a path (absolute form), so that authority and host cannot disagree', async () => {
+    const { port } = await start();
+    const c = await rawClient(port);
+    const fields = [
+      ':method',
+      'GET',
+      ':scheme',
+      'http',
+      ':path',
+      'http://admin.internal/secret',
+      ':authority',
+      'a',
+    ];
+    c.socket.write(Buffer.concat([CLIENT_PREFACE, settingsFrame([]), headersFrame(1, fields, 0x5)]));
+    await waitUntil(() => c.frames.some((f) => f.type === FrameType.RST_STREAM));
+    expect(c.frames.find((f) => f.type === FrameType.RST_STREAM)?.payload.readUInt32BE(0)).toBe(
+      H2ErrorCode.PROTOCOL_ERROR,
+    );
   });
 
   it('ends a rapid-reset flood with ENHANCE_YOUR_CALM', async () => {

@@ -1,4 +1,9 @@
-/** A token bucket: what lets a zone burst at reconnect but not flood global for long. */
+/**
+ * A token bucket: what lets a peer burst (a zone at reconnect, a proxy's
+ * first messages, an HTTP/2 client's cancellations) but not keep it up.
+ */
+
+import { monotonicMs } from './clock.js';
 
 export class TokenBucket {
   private tokens: number;
@@ -7,7 +12,7 @@ export class TokenBucket {
   constructor(
     private readonly ratePerSecond: number,
     private readonly burst: number,
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = monotonicMs,
   ) {
     this.tokens = burst;
     this.last = now();
