@@ -1,27 +1,26 @@
 /**
- * A gRPC client over node:http2 for the workload side's calls to its zone
- * CP: the MDS stream and the CA's Sign (core/mds/mds-client.ts,
- * core/ca/ca-client.ts), made by the sidecar, the gateway and the VM agent.
- * Those two calls need TLS with a pinned root, metadata, length-prefixed
- * messages, status from trailers, deadlines and keepalive pings; @grpc/grpc-js
- * brings a channel stack, name resolution, load balancing and retries on
- * top, ~4 MiB of resident memory in every sidecar (measured on Node 20).
- * The zone CP, one process per zone, keeps grpc-js as its server.
+ * A gRPC client over the proxy's own HTTP/2 (core/h2) for the workload
+ * side's calls to its zone CP: the MDS stream and the CA's Sign
+ * (core/mds/mds-client.ts, core/ca/ca-client.ts), made by the sidecar, the
+ * gateway and the VM agent. Those two calls need TLS with a pinned root,
+ * metadata, length-prefixed messages, status from trailers, deadlines and
+ * keepalive pings; @grpc/grpc-js brings a channel stack, name resolution,
+ * load balancing and retries on top, ~4 MiB of resident memory in every
+ * sidecar (measured on Node 20), and node:http2 itself 2.3 MiB more (the
+ * module and one session), which a sidecar that speaks HTTP/2 on core/h2
+ * everywhere else need not load. The zone CP, one process per zone, keeps
+ * grpc-js as its server.
  *
- * HTTP/2 itself (flow control, GOAWAY, stream limits) is node:http2's.
  * Failures end a call with a GrpcStatusError whose code follows gRPC's own
  * mapping (an unreachable server is UNAVAILABLE, a reset stream is what its
  * RST_STREAM code means, a non-200 answer is what its HTTP status means).
  */
 
 import { EventEmitter } from 'node:events';
-import http2, {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  type Http2Session,
-  type IncomingHttpHeaders,
-} from 'node:http2';
-import type { PeerCertificate } from 'node:tls';
+import tls, { type PeerCertificate, type TLSSocket } from 'node:tls';
+import { H2ErrorCode } from '../h2/h2-errors.js';
+import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../h2/h2-session.js';
+import type { H2Stream, H2StreamHandler } from '../h2/h2-stream.js';
 import { GrpcCode, grpcCodeForHttpStatus, GrpcStatusError } from './grpc-codes.js';
 import { encodeGrpcFrame, GrpcFrameDecoder } from './grpc-frames.js';
 
@@ -52,14 +51,36 @@ export interface GrpcChannelOptions {
 /** Request metadata: lower-case names, ASCII values. */
 export type GrpcMetadata = Record<string, string>;
 
+/** Response metadata: the head's fields by name (repeats joined with ','). */
+export type GrpcResponseMetadata = Record<string, string>;
+
+/** A gRPC client's connection: messages are taken as they arrive, so the windows only bound what is in flight. */
+const SESSION_OPTIONS: H2SessionOptions = {
+  maxConcurrentStreams: 0,
+  streamWindow: 1 << 20,
+  connectionWindow: 4 << 20,
+  maxHeaderListSize: 64 * 1024,
+};
+
 /** What an RST_STREAM code means as a gRPC status (as grpc-js maps it). */
 function codeOfReset(rstCode: number): number {
-  const c = http2.constants;
-  if (rstCode === c.NGHTTP2_REFUSED_STREAM) return GrpcCode.UNAVAILABLE;
-  if (rstCode === c.NGHTTP2_CANCEL) return GrpcCode.CANCELLED;
-  if (rstCode === c.NGHTTP2_ENHANCE_YOUR_CALM) return GrpcCode.RESOURCE_EXHAUSTED;
-  if (rstCode === c.NGHTTP2_INADEQUATE_SECURITY) return GrpcCode.PERMISSION_DENIED;
+  if (rstCode === H2ErrorCode.REFUSED_STREAM) return GrpcCode.UNAVAILABLE;
+  if (rstCode === H2ErrorCode.CANCEL) return GrpcCode.CANCELLED;
+  if (rstCode === H2ErrorCode.ENHANCE_YOUR_CALM) return GrpcCode.RESOURCE_EXHAUSTED;
+  if (rstCode === H2ErrorCode.INADEQUATE_SECURITY) return GrpcCode.PERMISSION_DENIED;
   return GrpcCode.INTERNAL;
+}
+
+/** A decoded field list as a record: the few fields a gRPC client reads. */
+function fieldRecord(fields: string[]): GrpcResponseMetadata {
+  const record: GrpcResponseMetadata = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i] as string;
+    const value = fields[i + 1] as string;
+    const current = record[name];
+    record[name] = current === undefined ? value : `${current},${value}`;
+  }
+  return record;
 }
 
 /** `grpc-message` is percent-encoded UTF-8. */
@@ -74,58 +95,53 @@ function decodeGrpcMessage(value: string | string[] | undefined): string {
 
 /**
  * One call on a channel. Events: `metadata` (the response headers: the
- * server accepted the call), `data` (one message, a Buffer), then exactly
- * one of `end` (status OK) or `error` (a GrpcStatusError).
+ * server accepted the call), `data` (one message, a Buffer), `drain` (after
+ * `write` returned false), then exactly one of `end` (status OK) or
+ * `error` (a GrpcStatusError).
  */
-export class GrpcCall extends EventEmitter {
-  readonly #stream: ClientHttp2Stream;
+export class GrpcCall extends EventEmitter implements H2StreamHandler {
+  readonly #stream: H2Stream;
   readonly #decoder: GrpcFrameDecoder;
-  readonly #session: () => Error | undefined;
-  /** The connection the call runs on: gone under it means the connection dropped. */
-  readonly #connection: Http2Session | undefined;
+  #headersSeen = false;
   #status: GrpcStatusError | { code: 0 } | undefined;
-  #transportError: Error | undefined;
   #finished = false;
 
-  constructor(
-    stream: ClientHttp2Stream,
-    maxReceiveMessageBytes: number,
-    sessionError: () => Error | undefined,
-  ) {
+  constructor(session: H2Session, fields: string[], maxReceiveMessageBytes: number) {
     super();
-    this.#stream = stream;
     this.#decoder = new GrpcFrameDecoder(maxReceiveMessageBytes);
-    this.#session = sessionError;
-    this.#connection = stream.session;
-    stream.on('response', (headers) => this.#onHeaders(headers));
-    stream.on('data', (chunk: Buffer) => this.#onData(chunk));
-    stream.on('trailers', (trailers) => this.#onStatus(trailers));
-    // The server's side is done: with a status the call is over, even while this side still
-    // could write (HTTP/2 would keep the stream half-open); the stream is closed for it.
-    stream.on('end', () => this.#onServerDone());
-    stream.on('error', (err: Error) => (this.#transportError ??= err));
-    stream.on('close', () => this.#onClose());
+    this.#stream = session.openStream(this);
+    this.#stream.sendHeaders(fields, false);
   }
 
   /** Sends one message; false when HTTP/2 flow control asks the caller to wait for `drain`. */
   write(message: Buffer): boolean {
-    if (this.#finished || this.#stream.destroyed) return false;
+    if (this.#finished) return false;
     return this.#stream.write(encodeGrpcFrame(message));
   }
 
   /** No more messages from this side. */
   end(): void {
-    if (!this.#stream.destroyed) this.#stream.end();
+    if (!this.#finished) this.#stream.end();
   }
 
   /** Abandons the call: the server sees a CANCEL, this side an `error` with `code`. */
   cancel(code: number = GrpcCode.CANCELLED, details = 'cancelled by the client'): void {
     if (this.#finished) return;
     this.#finish(new GrpcStatusError(code, details));
-    this.#stream.close(http2.constants.NGHTTP2_CANCEL);
+    this.#stream.cancel(H2ErrorCode.CANCEL);
   }
 
-  #onHeaders(headers: IncomingHttpHeaders): void {
+  onStreamHeaders(_stream: H2Stream, fields: string[], endStream: boolean): void {
+    const headers = fieldRecord(fields);
+    if (this.#headersSeen) this.#onStatus(headers);
+    else {
+      this.#headersSeen = true;
+      this.#onHeaders(headers);
+    }
+    if (endStream) this.#onServerDone();
+  }
+
+  #onHeaders(headers: GrpcResponseMetadata): void {
     const status = Number(headers[':status']);
     if (status !== 200) {
       this.#status = new GrpcStatusError(grpcCodeForHttpStatus(status), `the server answered HTTP ${status}`);
@@ -144,7 +160,7 @@ export class GrpcCall extends EventEmitter {
     else this.emit('metadata', headers);
   }
 
-  #onStatus(headers: IncomingHttpHeaders): void {
+  #onStatus(headers: GrpcResponseMetadata): void {
     if (this.#status instanceof GrpcStatusError) return;
     const raw = headers['grpc-status'];
     const code = Number(raw);
@@ -163,7 +179,9 @@ export class GrpcCall extends EventEmitter {
     }
   }
 
-  #onData(chunk: Buffer): void {
+  onStreamData(stream: H2Stream, chunk: Buffer): void {
+    // Messages are handed on as they are decoded: the window reopens at once.
+    stream.consumed(chunk.length);
     // After a refusing status (HTTP error, not gRPC) the body is not gRPC messages.
     if (this.#finished || this.#status instanceof GrpcStatusError) return;
     let messages: Buffer[];
@@ -171,7 +189,7 @@ export class GrpcCall extends EventEmitter {
       messages = this.#decoder.push(chunk);
     } catch (err) {
       this.#finish(err as GrpcStatusError);
-      this.#stream.close(http2.constants.NGHTTP2_CANCEL);
+      stream.cancel(H2ErrorCode.CANCEL);
       return;
     }
     for (const message of messages) {
@@ -181,24 +199,39 @@ export class GrpcCall extends EventEmitter {
     }
   }
 
+  onStreamEnd(): void {
+    this.#onServerDone();
+  }
+
+  /** The server's side is done: with a status the call is over, even while this side could still write. */
   #onServerDone(): void {
     if (this.#finished) return;
+    // Our side may still be open (a stream the server ended first): it is closed for the call.
+    if (!this.#stream.localEnded) this.#stream.cancel(H2ErrorCode.NO_ERROR);
     if (this.#status !== undefined) {
       this.#finishWithStatus(this.#status);
-      if (!this.#stream.closed) this.#stream.close(http2.constants.NGHTTP2_NO_ERROR);
       return;
     }
-    // No status: a dropped connection also ends the stream this way, and Node marks the
-    // connection destroyed just after. Decide once that has happened (#onClose, or here).
-    setImmediate(() => {
-      if (this.#finished) return;
-      if (this.#connection?.destroyed === true) {
-        this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection dropped'));
-        return;
-      }
-      this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the server ended the call without a gRPC status'));
-      if (!this.#stream.closed) this.#stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    });
+    this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the server ended the call without a gRPC status'));
+  }
+
+  onStreamReset(_stream: H2Stream, code: number, err: Error | undefined): void {
+    if (this.#finished) return;
+    if (this.#status !== undefined) return this.#finishWithStatus(this.#status);
+    // A connection that failed or dropped under the call comes with its error; a reset, with its code.
+    if (err !== undefined) this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, err.message));
+    else
+      this.#finish(
+        new GrpcStatusError(codeOfReset(code), `the server reset the stream (HTTP/2 error ${code})`),
+      );
+  }
+
+  onStreamDrain(): void {
+    this.emit('drain');
+  }
+
+  onStreamClose(): void {
+    if (!this.#finished) this.#onServerDone();
   }
 
   #finishWithStatus(status: GrpcStatusError | { code: 0 }): void {
@@ -206,26 +239,6 @@ export class GrpcCall extends EventEmitter {
     else if (this.#decoder.partialBytes > 0)
       this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the call ended inside a message'));
     else this.#finish(undefined);
-  }
-
-  #onClose(): void {
-    if (this.#finished) return;
-    if (this.#status !== undefined) return this.#finishWithStatus(this.#status);
-    // No status: the stream was reset, or the connection failed or dropped.
-    const lost = this.#session() ?? this.#transportError;
-    const rst = this.#stream.rstCode;
-    if (lost !== undefined && (lost as NodeJS.ErrnoException).code !== 'ERR_HTTP2_STREAM_ERROR') {
-      this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, lost.message));
-    } else if (this.#connection?.destroyed === true) {
-      // The connection went away under the call (Node resets its streams with CANCEL then).
-      this.#finish(new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the connection dropped'));
-    } else if (rst !== undefined && rst !== http2.constants.NGHTTP2_NO_ERROR) {
-      this.#finish(
-        new GrpcStatusError(codeOfReset(rst), `the server reset the stream (HTTP/2 error ${rst})`),
-      );
-    } else {
-      this.#finish(new GrpcStatusError(GrpcCode.INTERNAL, 'the server ended the call without a gRPC status'));
-    }
   }
 
   #finish(error: GrpcStatusError | undefined): void {
@@ -236,12 +249,110 @@ export class GrpcCall extends EventEmitter {
   }
 }
 
+/** host:port or [v6]:port; throws an Error naming the address for anything else. */
+function hostAndPort(address: string): { host: string; port: number } {
+  let url: URL;
+  try {
+    url = new URL(`https://${address}`);
+  } catch {
+    throw new Error(`not an address (host:port or [v6]:port): ${JSON.stringify(address)}`);
+  }
+  const port = Number(url.port || 443);
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return { host, port };
+}
+
+/** One HTTP/2 connection of a channel, with its connect deadline and keepalive. */
+class ChannelConnection implements H2SessionOwner {
+  readonly session: H2Session;
+  /** The server's SETTINGS arrived: connected (a TLS endpoint that never speaks HTTP/2 is not). */
+  connected = false;
+  readonly #onGone: (connection: ChannelConnection) => void;
+  #connecting: NodeJS.Timeout | undefined;
+  #keepalive: NodeJS.Timeout | undefined;
+  #lastCall: NodeJS.Timeout | undefined;
+  readonly #keepaliveMs: number;
+  readonly #keepaliveTimeoutMs: number;
+
+  constructor(options: GrpcChannelOptions, onGone: (connection: ChannelConnection) => void) {
+    this.#onGone = onGone;
+    const { host, port } = hostAndPort(options.address);
+    const { tls: t } = options;
+    const socket = tls.connect({
+      host,
+      port,
+      ca: t.ca,
+      ...(t.cert === undefined || t.key === undefined ? {} : { cert: t.cert, key: t.key }),
+      servername: t.servername,
+      checkServerIdentity: t.checkServerIdentity,
+      ALPNProtocols: ['h2'],
+    });
+    socket.setNoDelay(true);
+    socket.once('secureConnect', function (this: TLSSocket) {
+      if (this.alpnProtocol !== 'h2') this.destroy(new Error('the server did not agree to HTTP/2 (ALPN)'));
+    });
+    this.session = new H2Session(socket, true, SESSION_OPTIONS, this);
+    // A blackholed address would otherwise hold a call for the kernel's SYN retries (~2 min).
+    const connectTimeout = options.connectTimeoutMs ?? 20_000;
+    this.#connecting = setTimeout(() => {
+      this.session.destroy(new Error(`no connection to ${options.address} within ${connectTimeout} ms`));
+    }, connectTimeout);
+    this.#connecting.unref();
+    this.#keepaliveMs = options.keepaliveMs ?? 0;
+    this.#keepaliveTimeoutMs = options.keepaliveTimeoutMs ?? 20_000;
+  }
+
+  onPeerSettings(): void {
+    if (this.connected) return;
+    this.connected = true;
+    clearTimeout(this.#connecting);
+    if (this.#keepaliveMs > 0) {
+      this.#keepalive = setInterval(() => this.#ping(), this.#keepaliveMs);
+      this.#keepalive.unref();
+    }
+  }
+
+  #awaitingPing = false;
+
+  #ping(): void {
+    if (this.#awaitingPing || this.session.destroyed) return;
+    this.#awaitingPing = true;
+    const timeout = this.#keepaliveTimeoutMs;
+    const overdue = setTimeout(() => {
+      this.session.destroy(new Error(`the server did not answer a keepalive ping within ${timeout} ms`));
+    }, timeout);
+    overdue.unref();
+    this.session.ping((err) => {
+      this.#awaitingPing = false;
+      clearTimeout(overdue);
+      if (err !== undefined && !this.session.destroyed) this.session.destroy(err);
+    });
+  }
+
+  onGoingAway(): void {
+    // New calls take a new connection; the calls still open here get one keepalive period (and its
+    // timeout) to end, or a server that died before ending them could hold them for good.
+    this.#onGone(this);
+    if (this.#keepaliveMs > 0 && this.#lastCall === undefined) {
+      this.#lastCall = setTimeout(() => {
+        this.session.destroy(new Error('the server went away (GOAWAY) and did not end its calls'));
+      }, this.#keepaliveMs + this.#keepaliveTimeoutMs);
+      this.#lastCall.unref();
+    }
+  }
+
+  onSessionClose(): void {
+    clearTimeout(this.#connecting);
+    clearInterval(this.#keepalive);
+    clearTimeout(this.#lastCall);
+    this.#onGone(this);
+  }
+}
+
 /** A connection to one server, opened on the first call and again after it drops. */
 export class GrpcChannel {
   readonly #options: GrpcChannelOptions;
-  #session: ClientHttp2Session | undefined;
-  /** Why the current session failed, for the calls on it (each session has its own). */
-  #sessionFailure: { error?: Error } = {};
+  #connection: ChannelConnection | undefined;
   #closed = false;
 
   constructor(options: GrpcChannelOptions) {
@@ -250,8 +361,8 @@ export class GrpcChannel {
 
   /**
    * A call that streams both ways (`write` messages, `end` when done).
-   * Throws when the call cannot even start: the channel is closed, or
-   * node:http2 refuses the address as it stands.
+   * Throws when the call cannot even start: the channel is closed, or the
+   * address is not one.
    */
   stream(method: string, metadata: GrpcMetadata = {}): GrpcCall {
     return this.#call(method, metadata, {});
@@ -301,97 +412,44 @@ export class GrpcChannel {
   /** Closes the connection once its calls are done; no new calls. */
   close(): void {
     this.#closed = true;
-    const session = this.#session;
-    // A session still connecting would only be ended once connected: drop it now.
-    if (session?.connecting === true) session.destroy();
-    else session?.close();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    if (connection === undefined) return;
+    // A connection still connecting would only be ended once connected: drop it now.
+    if (connection.connected) connection.session.close();
+    else connection.session.destroy();
   }
 
   #call(method: string, metadata: GrpcMetadata, extra: Record<string, string>): GrpcCall {
     if (this.#closed) throw new GrpcStatusError(GrpcCode.UNAVAILABLE, 'the channel is closed');
     const session = this.#connect();
-    const failure = this.#sessionFailure;
-    const stream = session.request({
-      ...metadata,
-      ...extra,
-      ':method': 'POST',
-      ':path': method,
-      ':authority': this.#options.authority,
-      'content-type': 'application/grpc',
-      te: 'trailers',
-      'user-agent': 'meshfed-grpc',
-    });
-    return new GrpcCall(stream, this.#options.maxReceiveMessageBytes ?? 4 * 1024 * 1024, () => failure.error);
+    const fields = [
+      ':method',
+      'POST',
+      ':scheme',
+      'https',
+      ':path',
+      method,
+      ':authority',
+      this.#options.authority,
+      'content-type',
+      'application/grpc',
+      'te',
+      'trailers',
+      'user-agent',
+      'meshfed-grpc',
+    ];
+    for (const [name, value] of Object.entries({ ...metadata, ...extra })) fields.push(name, value);
+    return new GrpcCall(session, fields, this.#options.maxReceiveMessageBytes ?? 4 * 1024 * 1024);
   }
 
-  #connect(): ClientHttp2Session {
-    const current = this.#session;
-    if (current !== undefined && !current.closed && !current.destroyed) return current;
-    const { tls } = this.#options;
-    const failure: { error?: Error } = {};
-    const session = http2.connect(`https://${this.#options.address}`, {
-      ca: tls.ca,
-      ...(tls.cert === undefined || tls.key === undefined ? {} : { cert: tls.cert, key: tls.key }),
-      servername: tls.servername,
-      checkServerIdentity: tls.checkServerIdentity,
+  #connect(): H2Session {
+    const current = this.#connection;
+    if (current !== undefined && !current.session.goingAway) return current.session;
+    const connection = new ChannelConnection(this.#options, (gone) => {
+      if (this.#connection === gone) this.#connection = undefined;
     });
-    // The calls on it report the failure; the session only remembers it for them.
-    session.on('error', (err: Error) => (failure.error ??= err));
-    // A blackholed address would otherwise hold a call for the kernel's SYN retries (~2 min).
-    const connectTimeout = this.#options.connectTimeoutMs ?? 20_000;
-    const connecting = setTimeout(
-      () =>
-        session.destroy(new Error(`no connection to ${this.#options.address} within ${connectTimeout} ms`)),
-      connectTimeout,
-    );
-    connecting.unref();
-    // Connected is when the server's SETTINGS arrive: a TLS endpoint that never speaks HTTP/2 is not.
-    session.once('remoteSettings', () => clearTimeout(connecting));
-    const keepalive = this.#startKeepalive(session);
-    session.once('close', () => {
-      clearTimeout(connecting);
-      if (keepalive !== undefined) clearInterval(keepalive);
-      if (this.#session === session) this.#session = undefined;
-    });
-    this.#session = session;
-    this.#sessionFailure = failure;
-    return session;
-  }
-
-  #startKeepalive(session: ClientHttp2Session): NodeJS.Timeout | undefined {
-    const every = this.#options.keepaliveMs ?? 0;
-    if (every <= 0) return undefined;
-    const timeout = this.#options.keepaliveTimeoutMs ?? 20_000;
-    let awaiting = false;
-    const timer = setInterval(() => {
-      if (session.destroyed || session.closed) {
-        clearInterval(timer);
-        return;
-      }
-      if (awaiting || session.connecting) return;
-      awaiting = true;
-      const overdue = setTimeout(
-        () => session.destroy(new Error(`the server did not answer a keepalive ping within ${timeout} ms`)),
-        timeout,
-      );
-      overdue.unref();
-      session.ping((err) => {
-        awaiting = false;
-        clearTimeout(overdue);
-        if (err && !session.destroyed) session.destroy(err);
-      });
-    }, every);
-    timer.unref();
-    // After a GOAWAY Node no longer pings; the calls still open could then hang on a server that
-    // died before ending them. They get one keepalive period (and its timeout) to end.
-    session.once('goaway', () => {
-      const last = setTimeout(
-        () => session.destroy(new Error('the server went away (GOAWAY) and did not end its calls')),
-        every + timeout,
-      );
-      last.unref();
-      session.once('close', () => clearTimeout(last));
-    });
-    return timer;
+    this.#connection = connection;
+    return connection.session;
   }
 }

@@ -9,10 +9,11 @@
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { H2ErrorCode, h2ErrorName } from '../http/lean-h2/h2-errors.js';
+import { H2ErrorCode, h2ErrorName } from '../../core/h2/h2-errors.js';
 import { appendFields, MalformedHead, responseHead, trailerFields } from '../http/lean-h2/h2-headers.js';
-import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../http/lean-h2/h2-session.js';
-import type { H2Stream, H2StreamHandler } from '../http/lean-h2/h2-stream.js';
+import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../../core/h2/h2-session.js';
+import { IdleSweep } from '../../core/h2/idle-sweep.js';
+import type { H2Stream, H2StreamHandler } from '../../core/h2/h2-stream.js';
 import { DirectBody } from './direct-body.js';
 import {
   isTlsAlert,
@@ -288,10 +289,12 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
   /** Streams opened on each session, for maxRequestsPerConnection. */
   readonly #opened = new WeakMap<H2Session, number>();
   #closed = false;
+  readonly #idle: IdleSweep;
 
   constructor(settings: PoolSettings, provider: TlsProvider | undefined) {
     this.key = poolKey(settings);
     this.#settings = settings;
+    this.#idle = new IdleSweep(settings.idleTimeoutMs, () => [...this.#sessions, ...this.#draining]);
     this.#provider = provider;
     this.#scheme = settings.tls ? 'https' : 'http';
   }
@@ -322,14 +325,20 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
   #sessionForRequest(): H2Session {
     const max = this.#settings.maxRequestsPerConnection;
     let chosen: H2Session | undefined;
-    for (const session of [...this.#sessions]) {
+    let retired = false;
+    for (const session of this.#sessions) {
       const opened = this.#opened.get(session) ?? 0;
-      if (max > 0 && opened >= max) {
-        // Retired: it finishes what it has (once its last stream has left), new requests go elsewhere.
-        if (session.reserved === 0) session.close();
-        continue;
+      if (max > 0 && opened >= max) retired = true;
+      else if (session.hasCapacity) {
+        chosen = session;
+        break;
       }
-      if (chosen === undefined && session.hasCapacity) chosen = session;
+    }
+    // Retired sessions finish what they have (once their last stream has left); new requests go elsewhere.
+    if (retired) {
+      for (const session of [...this.#sessions]) {
+        if ((this.#opened.get(session) ?? 0) >= max && session.reserved === 0) session.close();
+      }
     }
     chosen ??= this.#connect();
     this.#opened.set(chosen, (this.#opened.get(chosen) ?? 0) + 1);
@@ -343,21 +352,13 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
     const session = new H2Session(socket, true, CLIENT_SESSION, this);
     session.peerMaxConcurrentStreams = this.#peerStreamLimit;
     this.#sessions.push(session);
-    if (settings.idleTimeoutMs > 0) {
-      socket.setTimeout(settings.idleTimeoutMs);
-      socket.on('timeout', () => session.idle());
-    }
+    this.#idle.start();
     if (this.#closed) session.close();
     return session;
   }
 
   onPeerSettings(session: H2Session): void {
     this.#peerStreamLimit = session.peerMaxConcurrentStreams;
-  }
-
-  onActivity(session: H2Session, active: number): void {
-    const idle = this.#settings.idleTimeoutMs;
-    if (idle > 0) session.socket.setTimeout(active === 0 ? idle : 0);
   }
 
   onGoingAway(session: H2Session): void {
@@ -384,6 +385,7 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
 
   destroy(): void {
     this.#closed = true;
+    this.#idle.stop();
     for (const s of [...this.#sessions, ...this.#draining]) s.destroy();
     this.#sessions.length = 0;
     this.#draining.clear();

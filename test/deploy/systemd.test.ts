@@ -198,8 +198,12 @@ describe('systemd units', () => {
     for (const volatile of ['RuntimeDirectory', 'RuntimeDirectoryPreserve'])
       expect(unit.get('Service')?.has(volatile)).toBe(false);
     // The agent hosts the VM's sidecar: it runs in the sidecar's environment, as benchmarked.
+    // An assignment with spaces is quoted whole (systemd.exec, Environment=).
+    const environment = (unit.get('Service')?.get('Environment') ?? []).map((e) =>
+      e.replace(/^"(.*)"$/, '$1'),
+    );
     for (const [name, value] of Object.entries(SIDECAR_ENV))
-      expect(unit.get('Service')?.get('Environment')).toContain(`${name}=${value}`);
+      expect(environment).toContain(`${name}=${value}`);
     // V8's JIT needs writable executable memory: this option would stop Node at start.
     expect(one(unit, 'Service', 'MemoryDenyWriteExecute')).toBeUndefined();
   });

@@ -14,6 +14,7 @@ import net, { type AddressInfo } from 'node:net';
 import { UpstreamFailure } from '../../proxy/upstream/upstream-attempt.js';
 import { H1Pool } from '../../proxy/upstream/upstream-h1-pool.js';
 import type { PoolSettings } from '../../proxy/upstream/upstream-pool-types.js';
+import { poolSettings } from '../common/pool-settings.js';
 import { Recorder } from '../common/attempt-recorder.js';
 import { waitFor } from '../common/wait.js';
 
@@ -65,23 +66,6 @@ async function rawServer(answer: (socket: net.Socket, head: string, n: number) =
   return state;
 }
 
-function settings(port: number, extra: Partial<PoolSettings> = {}): PoolSettings {
-  return {
-    address: '127.0.0.1',
-    port,
-    tls: false,
-    sni: '',
-    alpn: [],
-    identities: [],
-    connectTimeoutMs: 2000,
-    h2: false,
-    maxRequestsPerConnection: 0,
-    idleTimeoutMs: 10_000,
-    maxConnections: 100,
-    ...extra,
-  };
-}
-
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanup.splice(0).reverse()) await c();
@@ -92,7 +76,7 @@ async function setup(
   extra: Partial<PoolSettings> = {},
 ): Promise<{ server: RawServer; pool: H1Pool }> {
   const server = await rawServer(answer);
-  const pool = new H1Pool(settings(server.port, extra), undefined);
+  const pool = new H1Pool(poolSettings(server.port, extra), undefined);
   cleanup.push(
     () => server.close(),
     () => pool.destroy(),
@@ -247,7 +231,7 @@ describe('lean HTTP/1.1 upstream client', () => {
     const server = await rawServer(() => undefined);
     const port = server.port;
     await server.close();
-    const pool = new H1Pool(settings(port), undefined);
+    const pool = new H1Pool(poolSettings(port), undefined);
     cleanup.push(() => pool.destroy());
     const r = await get(pool).done;
     expect(r.failure?.kind).toBe(UpstreamFailure.CONNECT);
@@ -271,7 +255,7 @@ describe('lean HTTP/1.1 upstream client', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    const pool = new H1Pool(settings((server.address() as AddressInfo).port), undefined);
+    const pool = new H1Pool(poolSettings((server.address() as AddressInfo).port), undefined);
     cleanup.push(() => pool.destroy());
 
     const withLength = new Recorder();
@@ -341,7 +325,7 @@ describe('lean HTTP/1.1 upstream client', () => {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const pool = new H1Pool(
-      settings((server.address() as AddressInfo).port, { maxConnections: 1 }),
+      poolSettings((server.address() as AddressInfo).port, { maxConnections: 1 }),
       undefined,
     );
     cleanup.push(() => pool.destroy());

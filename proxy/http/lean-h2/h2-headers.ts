@@ -6,6 +6,7 @@
  */
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import { addHeader } from '../h1-fields.js';
 
 /** Fields that describe one HTTP/1.1 connection and have no place in HTTP/2. */
 const CONNECTION_SPECIFIC = new Set([
@@ -66,29 +67,18 @@ function validValue(value: string): boolean {
   return true;
 }
 
-/** Adds one regular field to `headers` the way Node joins repeats. */
-function addField(headers: IncomingHttpHeaders, name: string, value: string): void {
-  const current = headers[name];
-  if (current === undefined) {
-    headers[name] = name === 'set-cookie' ? [value] : value;
-  } else if (Array.isArray(current)) {
-    current.push(value);
-  } else {
-    // Split cookies are joined with '; ' (RFC 9113 section 8.2.3); others with ', '.
-    headers[name] = current + (name === 'cookie' ? '; ' : ', ') + value;
-  }
-}
-
+/** The value of a content-length field, or -1 when there is none; throws MalformedHead for anything but digits. */
 function parseContentLength(value: string | string[] | undefined): number {
   if (value === undefined) return -1;
-  const text = Array.isArray(value) ? value.join(', ') : value;
-  // Repeats were joined with ', ': only identical repeats are allowed (RFC 9110 section 8.6).
-  const parts = text.split(', ');
-  for (const p of parts) {
-    if (p !== parts[0] || !/^\d{1,15}$/.test(p))
-      throw new MalformedHead(`content-length ${JSON.stringify(text)}`);
+  const text = Array.isArray(value) ? (value[0] ?? '') : value;
+  if (text === '' || text.length > 15) throw new MalformedHead(`content-length ${JSON.stringify(text)}`);
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) throw new MalformedHead(`content-length ${JSON.stringify(text)}`);
+    n = n * 10 + d;
   }
-  return Number(parts[0]);
+  return n;
 }
 
 /** Regular fields from `at` on; throws MalformedHead. */
@@ -102,13 +92,17 @@ function regularFields(fields: string[], at: number, headers: IncomingHttpHeader
     if (!validValue(value)) throw new MalformedHead(`the value of ${name}`);
     if (CONNECTION_SPECIFIC.has(name)) throw new MalformedHead(`connection-specific field ${name}`);
     if (name === 'te' && value !== 'trailers') throw new MalformedHead(`te: ${value}`);
-    addField(headers, name, value);
+    const length = name === 'content-length' ? headers['content-length'] : undefined;
+    // Repeats must agree (RFC 9110 8.6); Node's rules would keep the first and drop the rest unseen.
+    if (length !== undefined && length !== value)
+      throw new MalformedHead('conflicting content-length fields');
+    addHeader(headers, name, value);
   }
 }
 
 /** A request head from a decoded field list (RFC 9113 section 8.3.1); throws MalformedHead. */
 export function requestHead(fields: string[]): RequestHead {
-  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
+  const headers: IncomingHttpHeaders = {};
   let method: string | undefined;
   let scheme: string | undefined;
   let path: string | undefined;
@@ -146,7 +140,7 @@ export function responseHead(fields: string[]): ResponseHead {
   if (fields[0] !== ':status' || !/^[1-5]\d\d$/.test(fields[1] ?? '')) {
     throw new MalformedHead('a response without a valid :status first');
   }
-  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
+  const headers: IncomingHttpHeaders = {};
   headers[':status'] = fields[1];
   regularFields(fields, 2, headers);
   return { status: Number(fields[1]), headers, contentLength: parseContentLength(headers['content-length']) };
@@ -154,7 +148,7 @@ export function responseHead(fields: string[]): ResponseHead {
 
 /** Trailers: regular fields only; throws MalformedHead. */
 export function trailerFields(fields: string[]): IncomingHttpHeaders {
-  const headers: IncomingHttpHeaders = Object.create(null) as IncomingHttpHeaders;
+  const headers: IncomingHttpHeaders = {};
   regularFields(fields, 0, headers);
   return headers;
 }

@@ -11,9 +11,9 @@ import type { OutgoingHttpHeaders } from 'node:http';
 import type { DownstreamResponse } from '../downstream.js';
 import type { BodySource, LeanRequest } from '../lean-h1/lean-request.js';
 import { currentHttpDate } from '../../../core/utc-format.js';
-import { H2ErrorCode } from './h2-errors.js';
+import { H2ErrorCode } from '../../../core/h2/h2-errors.js';
 import { appendFields } from './h2-headers.js';
-import type { H2Stream, H2StreamHandler } from './h2-stream.js';
+import type { H2Stream, H2StreamHandler } from '../../../core/h2/h2-stream.js';
 
 export class H2Response extends EventEmitter implements DownstreamResponse, H2StreamHandler, BodySource {
   readonly stream: H2Stream;

@@ -8,11 +8,12 @@
 import type { Socket } from 'node:net';
 import type { HttpServerLimits } from '../http-servers.js';
 import { LeanRequest } from '../lean-h1/lean-request.js';
-import { H2ErrorCode } from './h2-errors.js';
+import { H2ErrorCode } from '../../../core/h2/h2-errors.js';
 import { MalformedHead, requestHead } from './h2-headers.js';
 import { H2Response } from './h2-response.js';
-import { H2Session, type H2SessionOptions, type H2SessionOwner } from './h2-session.js';
-import type { H2Stream } from './h2-stream.js';
+import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../../../core/h2/h2-session.js';
+import { IdleSweep } from '../../../core/h2/idle-sweep.js';
+import type { H2Stream } from '../../../core/h2/h2-stream.js';
 
 export type H2RequestListener = (req: LeanRequest, res: H2Response) => void;
 
@@ -25,15 +26,15 @@ export const SERVER_CONNECTION_WINDOW = 4 << 20;
 const CLOSE_GRACE_MS = 5000;
 
 export class LeanH2Server implements H2SessionOwner {
-  readonly #limits: HttpServerLimits;
   readonly #onRequest: H2RequestListener;
   readonly #options: H2SessionOptions;
   readonly sessions = new Set<H2Session>();
+  readonly #idle: IdleSweep;
   #closing = false;
 
   constructor(limits: HttpServerLimits, onRequest: H2RequestListener) {
-    this.#limits = limits;
     this.#onRequest = onRequest;
+    this.#idle = new IdleSweep(limits.keepAliveTimeoutMs, () => this.sessions);
     this.#options = {
       maxConcurrentStreams: SERVER_MAX_CONCURRENT_STREAMS,
       streamWindow: SERVER_STREAM_WINDOW,
@@ -49,8 +50,8 @@ export class LeanH2Server implements H2SessionOwner {
   accept(socket: Socket, first: Buffer | undefined): void {
     const session = new H2Session(socket, false, this.#options, this);
     this.sessions.add(session);
-    // Until the first stream: the same deadline as an idle keep-alive connection.
-    socket.setTimeout(this.#limits.keepAliveTimeoutMs, () => session.idle());
+    // A connection without open streams has the deadline of an idle keep-alive connection.
+    this.#idle.start();
     if (this.#closing) session.close();
     if (first !== undefined && first.length > 0) session.receive(first);
   }
@@ -89,11 +90,6 @@ export class LeanH2Server implements H2SessionOwner {
     session.streams.get(streamId)?.sendHeaders([':status', '431'], true);
   }
 
-  onActivity(session: H2Session, active: number): void {
-    // Busy connections have no idle deadline; their streams have their own.
-    session.socket.setTimeout(active === 0 ? this.#limits.keepAliveTimeoutMs : 0);
-  }
-
   onSessionClose(session: H2Session): void {
     this.sessions.delete(session);
   }
@@ -110,6 +106,7 @@ export class LeanH2Server implements H2SessionOwner {
   }
 
   destroy(): void {
+    this.#idle.stop();
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
   }

@@ -9,10 +9,11 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
-import { settingsFrame } from '../../../proxy/http/lean-h2/frames.js';
+import { settingsFrame } from '../../../core/h2/frames.js';
 import { UpstreamFailure } from '../../../proxy/upstream/upstream-attempt.js';
 import { H2Pool } from '../../../proxy/upstream/upstream-h2-pool.js';
 import type { PoolSettings } from '../../../proxy/upstream/upstream-pool-types.js';
+import { poolSettings } from '../../common/pool-settings.js';
 import { Recorder } from '../../common/attempt-recorder.js';
 import { freePort } from '../../../core/free-port.js';
 
@@ -22,20 +23,7 @@ afterEach(async () => {
 });
 
 function settings(port: number, extra: Partial<PoolSettings> = {}): PoolSettings {
-  return {
-    address: '127.0.0.1',
-    port,
-    tls: false,
-    sni: '',
-    alpn: [],
-    identities: [],
-    connectTimeoutMs: 2000,
-    h2: true,
-    maxRequestsPerConnection: 0,
-    idleTimeoutMs: 10_000,
-    maxConnections: 100,
-    ...extra,
-  };
+  return poolSettings(port, { h2: true, ...extra });
 }
 
 interface Upstream {
@@ -231,6 +219,16 @@ describe('lean HTTP/2 client with a Node (nghttp2) server', () => {
     await waitUntil(() => cancelled);
     expect((await send(p, 'GET', '/x').done).status).toBe(200);
     expect(up.sessions.length).toBe(1);
+  });
+
+  it('closes a connection that has had no stream for idleTimeout, and opens a new one for the next request', async () => {
+    const up = await upstream(echo);
+    const p = pool(up.port, { idleTimeoutMs: 200 });
+    expect((await send(p, 'GET', '/x').done).status).toBe(200);
+    expect(p.connections()).toBe(1);
+    await waitUntil(() => p.connections() === 0);
+    expect((await send(p, 'GET', '/x').done).status).toBe(200);
+    expect(up.sessions.length).toBe(2);
   });
 
   it('keeps a complete response whole when the server resets the stream after it (an early answer)', async () => {

@@ -13,11 +13,11 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import http2 from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import type { LeanRequest } from '../../../proxy/http/lean-h1/lean-request.js';
-import { H2ErrorCode } from '../../../proxy/http/lean-h2/h2-errors.js';
+import { H2ErrorCode } from '../../../core/h2/h2-errors.js';
 import type { H2Response } from '../../../proxy/http/lean-h2/h2-response.js';
 import { LeanH2Server } from '../../../proxy/http/lean-h2/h2-server.js';
-import { CLIENT_PREFACE, FrameType, frameHeader, settingsFrame } from '../../../proxy/http/lean-h2/frames.js';
-import { HpackEncoder } from '../../../proxy/http/lean-h2/hpack.js';
+import { CLIENT_PREFACE, FrameType, frameHeader, settingsFrame } from '../../../core/h2/frames.js';
+import { HpackEncoder } from '../../../core/h2/hpack.js';
 
 const LIMITS = { maxHeaderBytes: 16 * 1024, headersTimeoutMs: 5000, keepAliveTimeoutMs: 5000 };
 

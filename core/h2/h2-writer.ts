@@ -19,6 +19,7 @@ import {
   MAX_WINDOW_SIZE,
   frameHeader,
   headerFrames,
+  writeFrameHeader,
 } from './frames.js';
 import { HpackEncoder } from './hpack.js';
 
@@ -241,7 +242,7 @@ export class H2Writer {
     const flags = endStream ? FrameFlag.END_STREAM : 0;
     if (size <= COPY_DATA_UP_TO) {
       const frame = Buffer.allocUnsafe(FRAME_HEADER_LENGTH + size);
-      frameHeader(size, FrameType.DATA, flags, streamId).copy(frame, 0);
+      writeFrameHeader(frame, 0, size, FrameType.DATA, flags, streamId);
       chunk.copy(frame, FRAME_HEADER_LENGTH, at, at + size);
       this.write(frame);
       return;

@@ -12,9 +12,9 @@ import fc from 'fast-check';
 import { once } from 'node:events';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { H2Error, H2ErrorCode } from '../../../proxy/http/lean-h2/h2-errors.js';
-import { HpackDecoder, HpackEncoder } from '../../../proxy/http/lean-h2/hpack.js';
-import { huffmanDecode, huffmanEncode, huffmanEncodedLength } from '../../../proxy/http/lean-h2/huffman.js';
+import { H2Error, H2ErrorCode } from '../../../core/h2/h2-errors.js';
+import { HpackDecoder, HpackEncoder } from '../../../core/h2/hpack.js';
+import { huffmanDecode, huffmanEncode, huffmanEncodedLength } from '../../../core/h2/huffman.js';
 
 const NO_LIMIT = Number.MAX_SAFE_INTEGER;
 

@@ -52,7 +52,8 @@ export function frameHeader(length: number, type: number, flags: number, streamI
   return b;
 }
 
-function writeFrameHeader(
+/** Writes a frame header at `at` of `b`. */
+export function writeFrameHeader(
   b: Buffer,
   at: number,
   length: number,
@@ -173,15 +174,34 @@ export class FrameReader {
 
   /** Throws H2Error for a frame larger than allowed; frames before it were delivered. */
   push(chunk: Buffer): void {
-    let buf = chunk;
+    let at = 0;
     if (this.#heldBytes > 0) {
-      this.#heldBytes += chunk.length;
-      this.#held.push(chunk);
-      if (this.#heldBytes < (this.#needed || FRAME_HEADER_LENGTH)) return;
-      buf = Buffer.concat(this.#held, this.#heldBytes);
+      // Complete the frame that straddles the reads with just the bytes it needs, not the whole chunk.
+      const needed = this.#needed > 0 ? this.#needed : FRAME_HEADER_LENGTH;
+      const take = Math.min(needed - this.#heldBytes, chunk.length);
+      this.#held.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+      this.#heldBytes += take;
+      at = take;
+      if (this.#heldBytes < needed) return;
+      const joined = Buffer.concat(this.#held, this.#heldBytes);
       this.#held = [];
       this.#heldBytes = 0;
+      if (this.#needed === 0) {
+        // Only the header was complete: the frame's length is known now; go on with the header alone.
+        this.#parse(joined);
+        if (this.#heldBytes > 0 || this.#stopped) {
+          if (at < chunk.length && !this.#stopped) this.push(chunk.subarray(at));
+          return;
+        }
+      } else {
+        this.#parse(joined);
+      }
     }
+    if (at < chunk.length && !this.#stopped) this.#parse(at === 0 ? chunk : chunk.subarray(at));
+  }
+
+  /** Delivers the whole frames in `buf` and holds the incomplete one at its end. */
+  #parse(buf: Buffer): void {
     let at = 0;
     const length = buf.length;
     while (!this.#stopped && length - at >= FRAME_HEADER_LENGTH) {
@@ -193,24 +213,19 @@ export class FrameReader {
         );
       }
       const end = at + FRAME_HEADER_LENGTH + payloadLength;
-      if (end > length) {
-        this.#needed = end - at;
-        break;
-      }
+      if (end > length) break;
       const type = buf.readUInt8(at + 3);
       const flags = buf.readUInt8(at + 4);
       const streamId = buf.readUInt32BE(at + 5) & 0x7fff_ffff;
       const payload = buf.subarray(at + FRAME_HEADER_LENGTH, end);
       at = end;
-      this.#needed = 0;
       this.#handler.onFrame(type, flags, streamId, payload);
     }
-    if (this.#stopped || at === length) {
-      this.#needed = 0;
-      return;
-    }
-    if (length - at < FRAME_HEADER_LENGTH) this.#needed = 0;
+    this.#needed = 0;
+    if (this.#stopped || at === length) return;
     const rest = at === 0 ? buf : buf.subarray(at);
+    // With its header in, the frame's whole size is known; without, only that a header is missing.
+    this.#needed = rest.length >= FRAME_HEADER_LENGTH ? FRAME_HEADER_LENGTH + rest.readUIntBE(0, 3) : 0;
     this.#held.push(rest);
     this.#heldBytes = rest.length;
   }

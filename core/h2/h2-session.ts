@@ -11,7 +11,7 @@
  */
 
 import type { Socket } from 'node:net';
-import { monotonicMs } from '../../../core/clock.js';
+import { monotonicMs } from '../clock.js';
 import { H2Error, H2ErrorCode } from './h2-errors.js';
 import { H2Stream, type H2StreamHandler, type StreamConnection } from './h2-stream.js';
 import {
@@ -123,6 +123,9 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
   #goawaySent = false;
   /** The peer sent GOAWAY with this last stream id (-1: not yet). */
   #peerGoawayLast = -1;
+  /** PINGs we sent that await their ACK, by payload. */
+  readonly #pings = new Map<bigint, (err: Error | undefined) => void>();
+  #pingCount = 0;
   /** Server: streams the peer opened, and how many of them ended in a premature reset. */
   #peerStreams = 0;
   #prematureResets = 0;
@@ -133,6 +136,8 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
   /** Connection-window credit held back while `#unread` is over half the connection window. */
   #withheld = 0;
   #destroyed = false;
+  /** Since when (monotonic ms) no stream is open; 0 while one is. */
+  idleSince = monotonicMs();
   /** Client: attempts that will open a stream within this tick (their head waits for their body's shape). */
   reserved = 0;
   /** The error that ended the connection, for the streams' reports. */
@@ -469,7 +474,28 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
   #onPing(flags: number, streamId: number, payload: Buffer): void {
     if (streamId !== 0) throw new H2Error(H2ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) throw new H2Error(H2ErrorCode.FRAME_SIZE_ERROR, 'PING is not 8 bytes');
-    if ((flags & FrameFlag.ACK) === 0) this.#writeControl(pingFrame(true, payload));
+    if ((flags & FrameFlag.ACK) === 0) {
+      this.#writeControl(pingFrame(true, payload));
+      return;
+    }
+    const key = payload.readBigUInt64BE(0);
+    const callback = this.#pings.get(key);
+    if (callback === undefined) return;
+    this.#pings.delete(key);
+    callback(undefined);
+  }
+
+  /** Sends a PING; `callback` runs when its ACK arrives, or with an error when the connection ends first. */
+  ping(callback: (err: Error | undefined) => void): void {
+    if (this.#destroyed) {
+      process.nextTick(callback, this.error ?? new Error('the connection dropped'));
+      return;
+    }
+    const key = BigInt(++this.#pingCount);
+    const opaque = Buffer.allocUnsafe(8);
+    opaque.writeBigUInt64BE(key, 0);
+    this.#pings.set(key, callback);
+    this.#write(pingFrame(false, opaque));
   }
 
   #onGoaway(streamId: number, payload: Buffer): void {
@@ -628,7 +654,10 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
 
   #add(stream: H2Stream): void {
     this.streams.set(stream.id, stream);
-    if (this.streams.size === 1) this.#owner.onActivity?.(this, 1);
+    if (this.streams.size === 1) {
+      this.idleSince = 0;
+      this.#owner.onActivity?.(this, 1);
+    }
   }
 
   /** Takes a stream out: reset or closed. */
@@ -647,6 +676,7 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
       this.#release(unread);
     }
     if (this.streams.size === 0) {
+      this.idleSince = monotonicMs();
       this.#owner.onActivity?.(this, 0);
       if (this.goingAway) this.#endSocket();
     }
@@ -737,9 +767,12 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
   }
 
   #resetAll(): void {
+    const pings = [...this.#pings.values()];
+    this.#pings.clear();
+    for (const callback of pings) callback(this.error ?? new Error('the connection dropped'));
     const streams = [...this.streams.values()];
     this.streams.clear();
-    const err = this.error ?? new Error('HTTP/2 connection closed');
+    const err = this.error ?? new Error('the connection dropped');
     for (const stream of streams) {
       stream.reset = true;
       stream.pending = undefined;
