@@ -185,6 +185,11 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     return this.#goawaySent || this.#peerGoawayLast >= 0 || this.#destroyed;
   }
 
+  /** Client: streams opened on this connection so far. */
+  get streamsOpened(): number {
+    return (this.#nextStreamId - 1) / 2;
+  }
+
   /** Client: can open another stream now. */
   get hasCapacity(): boolean {
     return !this.goingAway && this.streams.size + this.reserved < this.peerMaxConcurrentStreams;

@@ -9,7 +9,7 @@
 
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { H2ErrorCode, h2ErrorName } from '../../core/h2/h2-errors.js';
+import { H2Error, H2ErrorCode, h2ErrorName } from '../../core/h2/h2-errors.js';
 import { appendFields, MalformedHead, responseHead, trailerFields } from '../http/lean-h2/h2-headers.js';
 import { H2Session, type H2SessionOptions, type H2SessionOwner } from '../../core/h2/h2-session.js';
 import { IdleSweep } from '../../core/h2/idle-sweep.js';
@@ -226,7 +226,11 @@ export class H2Attempt implements Attempt, H2StreamHandler {
     const error = err ?? new Error(`the upstream reset the stream (${h2ErrorName(code)})`);
     if (!this.settled) {
       this.#fail(
-        code === H2ErrorCode.REFUSED_STREAM ? UpstreamFailure.REFUSED_STREAM : this.#kindOfLoss(err),
+        code === H2ErrorCode.REFUSED_STREAM
+          ? UpstreamFailure.REFUSED_STREAM
+          : err === undefined
+            ? UpstreamFailure.RESET
+            : this.#kindOfLoss(err),
         error,
       );
       return;
@@ -240,12 +244,24 @@ export class H2Attempt implements Attempt, H2StreamHandler {
 
   onStreamClose(): void {}
 
-  /** A lost stream: a connect failure if the connection never came up (or refused HTTP/2), else a reset. */
+  /**
+   * A stream lost with its connection: a connect failure if the connection
+   * never came up (or refused HTTP/2); on a connection that had carried
+   * other streams and closed with no GOAWAY, a stale connection, as a
+   * reused HTTP/1.1 connection that closes with no answer is (the request
+   * may not have arrived: it goes again at once when that is safe); else a
+   * reset.
+   */
   #kindOfLoss(err: Error | undefined): UpstreamFailureKind {
     const connected = (this.session.socket as TaggedSocket)[kConnected] === true;
     const refusedByPeer =
       err !== undefined && (isTlsAlert(err) || (err as NodeJS.ErrnoException).code === NO_H2);
-    return connected && !refusedByPeer ? UpstreamFailure.RESET : UpstreamFailure.CONNECT;
+    if (!connected || refusedByPeer) return UpstreamFailure.CONNECT;
+    // A protocol error is the peer's misbehaviour, not a connection that went stale under us.
+    if (err instanceof H2Error) return UpstreamFailure.RESET;
+    // Reused: the connection carried streams before this one (or, for one never opened, at all).
+    const reused = this.stream === undefined ? this.session.streamsOpened > 0 : this.stream.id > 1;
+    return reused ? UpstreamFailure.STALE_CONNECTION : UpstreamFailure.RESET;
   }
 
   #fail(kind: UpstreamFailureKind, err: Error): void {

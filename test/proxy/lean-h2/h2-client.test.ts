@@ -195,6 +195,24 @@ describe('lean HTTP/2 client with a Node (nghttp2) server', () => {
     expect(refused.failure?.kind).toBe(UpstreamFailure.REFUSED_STREAM);
   });
 
+  it('reports a request lost with a reused connection that closed without GOAWAY as a stale connection', async () => {
+    let streams = 0;
+    const sockets: net.Socket[] = [];
+    const up = await upstream((stream, headers) => {
+      // The first request is answered; the connection then dies under the second, no GOAWAY, no answer.
+      if (++streams === 1) echo(stream, headers);
+      else for (const socket of sockets) socket.destroy();
+    });
+    up.server.on('connection', (socket: net.Socket) => sockets.push(socket));
+    const p = pool(up.port);
+    expect((await send(p, 'GET', '/x').done).status).toBe(200);
+    const lost = await send(p, 'GET', '/x').done;
+    expect(lost.failure?.kind).toBe(UpstreamFailure.STALE_CONNECTION);
+    // On a connection that never carried anything before, the same loss is a reset.
+    const fresh = await send(pool(up.port), 'GET', '/x').done;
+    expect(fresh.failure?.kind).toBe(UpstreamFailure.RESET);
+  });
+
   it('reports a connection that cannot be made as CONNECT', async () => {
     const port = await freePort();
     const r = await send(pool(port), 'GET', '/x').done;
