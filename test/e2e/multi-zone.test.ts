@@ -144,6 +144,19 @@ async function call(
   });
 }
 
+/** The answers that were not a 200, counted by status (or error, with the response details when given). */
+function failureSummary(
+  results: Array<{ status: number; headers: Record<string, string>; body: string } | { error: string }>,
+): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const r of results) {
+    if (!('error' in r) && r.status === 200) continue;
+    const key = 'error' in r ? `error: ${r.error}` : `${r.status} ${r.body.trim().slice(0, 120)}`;
+    counts[key] = (counts[key] ?? 0) + 1;
+  }
+  return counts;
+}
+
 async function callOne(
   client: string,
   host: string,
@@ -654,7 +667,10 @@ spec:
         ok: ok.length,
         v2Percent: Math.round((1000 * v2) / REQUESTS) / 10,
         v1ServedInOwnZonePercent: Math.round((1000 * v1Local) / Math.max(1, ok.length - v2)) / 10,
+        failures: failureSummary(results),
       };
+      // What failed goes into the report before the assertion, so a failing run says why.
+      entry.figures = { split };
       expect(ok.length).toBe(REQUESTS);
       // 10 % of 400 has a standard deviation of 1.5 %: 4–18 % is 4 sigma below and 5 above.
       expect(v2 / REQUESTS).toBeGreaterThanOrEqual(0.04);
@@ -693,6 +709,7 @@ spec:
       unknownFieldStatus: unknownField.status,
       trafficAfterOk: okCount,
       trafficAfterTotal: 40,
+      failures: failureSummary([...web, ...echo]),
     };
     expect(okCount).toBe(40);
 
