@@ -57,8 +57,6 @@ export interface H2SessionOwner {
   onHeadersTooLarge?(session: H2Session, streamId: number): void;
   /** The peer's SETTINGS were applied (its MAX_CONCURRENT_STREAMS may have changed). */
   onPeerSettings?(session: H2Session): void;
-  /** The number of open streams went to or from zero. */
-  onActivity?(session: H2Session, active: number): void;
   /** The peer will take no new streams (GOAWAY), or we stopped opening them. */
   onGoingAway?(session: H2Session): void;
   /** The socket closed; every stream has heard. */
@@ -659,10 +657,7 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
 
   #add(stream: H2Stream): void {
     this.streams.set(stream.id, stream);
-    if (this.streams.size === 1) {
-      this.idleSince = 0;
-      this.#owner.onActivity?.(this, 1);
-    }
+    if (this.streams.size === 1) this.idleSince = 0;
   }
 
   /** Takes a stream out: reset or closed. */
@@ -682,7 +677,6 @@ export class H2Session implements FrameHandler, StreamConnection, WriterOwner {
     }
     if (this.streams.size === 0) {
       this.idleSince = monotonicMs();
-      this.#owner.onActivity?.(this, 0);
       if (this.goingAway) this.#endSocket();
     }
   }

@@ -56,7 +56,6 @@ export class H2Stream {
   reset = false;
   /** Body bytes waiting for window, in order. */
   pending: Buffer[] | undefined;
-  pendingBytes = 0;
   /** Trailers to send once `pending` is out (encoded then, to keep HPACK in order). */
   pendingTrailers: string[] | undefined;
   /** END_STREAM waits behind `pending`. */
@@ -76,10 +75,6 @@ export class H2Stream {
     this.handler = handler;
     this.sendWindow = sendWindow;
     this.recvWindow = recvWindow;
-  }
-
-  get closed(): boolean {
-    return this.reset || (this.localEnded && this.remoteEnded && this.pending === undefined);
   }
 
   /** Sends a header block; `endStream` ends our side with it. */

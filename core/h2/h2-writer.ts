@@ -109,7 +109,6 @@ export class H2Writer {
     if (stream.reset || stream.localEnded || stream.pendingEnd || this.stopped) return true;
     if (stream.pending !== undefined) {
       stream.pending.push(chunk);
-      stream.pendingBytes += chunk.length;
       stream.pendingEnd = endStream;
       stream.wantsDrain = true;
       return false;
@@ -127,7 +126,6 @@ export class H2Writer {
     if (at < chunk.length) {
       const rest = at === 0 ? chunk : chunk.subarray(at);
       stream.pending = [rest];
-      stream.pendingBytes = rest.length;
       stream.pendingEnd = endStream;
       if (stream.sendWindow > 0) this.#blocked.add(stream);
       stream.wantsDrain = true;
@@ -196,7 +194,6 @@ export class H2Writer {
       this.#writeData(stream.id, chunk, 0, size, whole && endsHere);
       stream.sendWindow -= size;
       this.#window -= size;
-      stream.pendingBytes -= size;
       if (whole) pending.shift();
       else pending[0] = chunk.subarray(size);
     }

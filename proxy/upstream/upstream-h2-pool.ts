@@ -302,8 +302,6 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
    * is not refused on it. Before any SETTINGS, nghttp2's assumption of 100.
    */
   #peerStreamLimit = 100;
-  /** Streams opened on each session, for maxRequestsPerConnection. */
-  readonly #opened = new WeakMap<H2Session, number>();
   #closed = false;
   readonly #idle: IdleSweep;
 
@@ -343,7 +341,7 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
     let chosen: H2Session | undefined;
     let retired = false;
     for (const session of this.#sessions) {
-      const opened = this.#opened.get(session) ?? 0;
+      const opened = session.streamsOpened + session.reserved;
       if (max > 0 && opened >= max) retired = true;
       else if (session.hasCapacity) {
         chosen = session;
@@ -353,11 +351,10 @@ export class H2Pool implements UpstreamPool, H2SessionOwner {
     // Retired sessions finish what they have (once their last stream has left); new requests go elsewhere.
     if (retired) {
       for (const session of [...this.#sessions]) {
-        if ((this.#opened.get(session) ?? 0) >= max && session.reserved === 0) session.close();
+        if (session.streamsOpened >= max && session.reserved === 0) session.close();
       }
     }
     chosen ??= this.#connect();
-    this.#opened.set(chosen, (this.#opened.get(chosen) ?? 0) + 1);
     return chosen;
   }
 
